@@ -1,0 +1,36 @@
+"""Chooses the compiled core or the pure-Python fallback, once, at import.
+
+The fallback is used when ``FASTMUX_NO_EXTENSIONS`` is set to 1/true/yes/on
+(``0`` or an empty value does not disable the extensions), off CPython, or
+off Linux.  Everything else imports the compiled modules and falls back
+only if they are missing, which ``tests/test_impl.py`` turns into a failure
+for builds that should be compiled.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+import sys
+from types import ModuleType
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+WANT_EXTENSIONS: bool = (
+    not env_flag("FASTMUX_NO_EXTENSIONS")
+    and platform.python_implementation() == "CPython"
+    and sys.platform.startswith("linux")
+)
+
+
+def load(stem: str) -> ModuleType:
+    """The compiled ``fastmux._<stem>_c`` if wanted and built, else ``_<stem>_py``."""
+    if WANT_EXTENSIONS:
+        try:
+            return importlib.import_module(f"fastmux._{stem}_c")
+        except ImportError:
+            pass
+    return importlib.import_module(f"fastmux._{stem}_py")

@@ -1,0 +1,17 @@
+"""Low-level pollers: compiled when available, else the pure-Python twin."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ._impl import load
+
+if TYPE_CHECKING:
+    from ._pollers_py import BACKENDS, Epoll, Poll, Select
+else:
+    _mod = load("pollers")
+    Epoll = _mod.Epoll
+    Poll = _mod.Poll
+    Select = _mod.Select
+    BACKENDS = _mod.BACKENDS
+
+IMPLEMENTATION: str = "c" if Epoll.__module__.endswith("_c") else "py"

@@ -1,0 +1,419 @@
+# cython: language_level=3, embedsignature=True
+"""Compiled selectors: the stdlib ``selectors`` API with the per-event work in C.
+
+``select()`` turns the kernel's ready list into ``[(SelectorKey, events)]``
+without a Python-level loop: the fd -> key lookup is a list index, the event
+translation is integer arithmetic, and keys are built with ``tuple.__new__``
+instead of the namedtuple's Python-level constructor.
+
+Behaviour follows the stdlib's ``selectors`` (CPython 3.11) case by case:
+the same exceptions with the same messages for invalid events, double
+registration, unknown file objects, and epoll's refusal of regular files.
+Deliberate differences, each documented in the README:
+* a closed selector raises ``ValueError`` on register/modify/select for every
+  backend (the stdlib does so only for epoll);
+* ``SelectSelector.register`` rejects fds >= FD_SETSIZE at once, not at the
+  next ``select()``;
+* epoll registrations accept extra ``flags`` (see ``EpollSelector``);
+* ``EpollSelector`` is fork-safe: see ``_check_fork``.
+
+Fork policy.  After fork() the child shares the parent's epoll instance:
+an unregister or modify in the child would silently change what the parent
+is told.  So the first use of an ``EpollSelector`` in a forked child swaps
+in a fresh epoll instance holding the same registrations (the inherited
+descriptor is closed in the child only, which leaves the parent's instance
+untouched).  The check is one integer comparison per call against a
+generation counter bumped by a ``pthread_atfork`` child handler.
+"""
+from cpython.bytearray cimport PyByteArray_AS_STRING
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.ref cimport Py_DECREF, Py_INCREF
+from libc.stdint cimport uint32_t
+
+import selectors as _stdlib_selectors
+from collections.abc import Mapping
+
+from fastmux._pollers_c cimport Epoll, Poll, Poller, Select
+from fastmux.includes cimport system as c
+from fastmux.includes.system cimport epoll_event
+
+SelectorKey = _stdlib_selectors.SelectorKey
+BaseSelector = _stdlib_selectors.BaseSelector
+EVENT_READ = _stdlib_selectors.EVENT_READ
+EVENT_WRITE = _stdlib_selectors.EVENT_WRITE
+
+EPOLLET = c.EPOLLET
+EPOLLONESHOT = c.EPOLLONESHOT
+EPOLLEXCLUSIVE = c.EPOLLEXCLUSIVE
+EPOLLRDHUP = c.EPOLLRDHUP
+
+cdef int C_READ = 1   # EVENT_READ
+cdef int C_WRITE = 2  # EVENT_WRITE
+cdef uint32_t EPOLL_FLAGS = c.EPOLLET | c.EPOLLONESHOT | c.EPOLLEXCLUSIVE | c.EPOLLRDHUP
+
+cdef extern from "Python.h":
+    # A tuple subtype's allocator (a namedtuple's, here), as tuple.__new__ uses.
+    PyObject *alloc_instance "PyType_GenericAlloc"(PyTypeObject *tp, Py_ssize_t nitems) except NULL
+    void tuple_set "PyTuple_SET_ITEM"(PyObject *t, Py_ssize_t i, object o)
+
+
+cdef PyTypeObject *KEY_TYPE = <PyTypeObject *>SelectorKey
+
+
+cdef inline object new_key(fileobj, int fd, events, data):
+    # What SelectorKey(...) builds, minus the namedtuple's Python-level frame.
+    cdef PyObject *key = alloc_instance(KEY_TYPE, 4)
+    Py_INCREF(fileobj)
+    tuple_set(key, 0, fileobj)
+    value = fd
+    Py_INCREF(value)
+    tuple_set(key, 1, value)
+    Py_INCREF(events)
+    tuple_set(key, 2, events)
+    Py_INCREF(data)
+    tuple_set(key, 3, data)
+    result = <object>key  # a new reference: drop the allocator's own
+    Py_DECREF(result)
+    return result
+cdef unsigned long fork_generation = 0
+
+
+cdef void _child_after_fork() noexcept nogil:
+    global fork_generation
+    fork_generation += 1
+
+
+c.pthread_atfork(NULL, NULL, _child_after_fork)
+
+
+cdef int _fileobj_to_fd(object fileobj) except -1:
+    """The stdlib's ``selectors._fileobj_to_fd``, same errors and messages."""
+    cdef object fd
+    if isinstance(fileobj, int):
+        fd = fileobj
+    else:
+        try:
+            fd = int(fileobj.fileno())
+        except (AttributeError, TypeError, ValueError):
+            raise ValueError(f"Invalid file object: {fileobj!r}") from None
+    if fd < 0:
+        raise ValueError(f"Invalid file descriptor: {fd}")
+    return fd
+
+
+cdef inline uint32_t poller_events(int events) noexcept:
+    cdef uint32_t ev = 0
+    if events & C_READ:
+        ev |= c.POLLIN
+    if events & C_WRITE:
+        ev |= c.POLLOUT
+    return ev
+
+
+cdef int check_events(object events) except -1:
+    """The stdlib's validation: a non-empty subset of EVENT_READ|EVENT_WRITE."""
+    cdef long v
+    if type(events) is int:
+        try:
+            v = events
+        except OverflowError:
+            v = 0
+        if 0 < v <= 3:
+            return v
+    elif events and not (events & ~(EVENT_READ | EVENT_WRITE)):
+        return int(events)
+    raise ValueError(f"Invalid events: {events!r}")
+
+
+class _SelectorMapping(Mapping):
+    """Read-only live view of a selector's registrations: fileobj -> key."""
+
+    __slots__ = ("_selector", "_fd_to_key")
+
+    def __init__(self, selector, fd_to_key):
+        self._selector = selector
+        self._fd_to_key = fd_to_key
+
+    def __len__(self):
+        return len(self._fd_to_key)
+
+    def __getitem__(self, fileobj):
+        try:
+            return self._fd_to_key[self._selector._fileobj_lookup(fileobj)]
+        except KeyError:
+            raise KeyError(f"{fileobj!r} is not registered") from None
+
+    def __iter__(self):
+        return iter(self._fd_to_key)
+
+
+cdef class _Selector:
+    """Shared by the three selectors; the subclass picks the poller."""
+    cdef Poller _poller
+    cdef dict _fd_to_key
+    cdef list _by_fd          # fd -> SelectorKey or None: the hot-path lookup
+    cdef bytearray _events    # fd -> registered EVENT_* mask
+    cdef list _flags          # fd -> extra epoll flags (EpollSelector only)
+    cdef object _map
+    cdef bint _closed
+    cdef unsigned long _generation
+    cdef uint32_t _allowed_flags
+
+    def __init__(self):
+        self._poller = self._new_poller()
+        self._fd_to_key = {}
+        self._by_fd = []
+        self._events = bytearray()
+        self._flags = []
+        self._map = _SelectorMapping(self, self._fd_to_key)
+        self._closed = False
+        self._generation = fork_generation
+
+    def _new_poller(self):
+        raise TypeError("use EpollSelector, PollSelector or SelectSelector")
+
+    # -- fd bookkeeping -------------------------------------------------------
+
+    def _fileobj_lookup(self, fileobj):
+        """fd of ``fileobj``; falls back to a search of the registrations so a
+        closed file object that is still registered can be unregistered."""
+        try:
+            return _fileobj_to_fd(fileobj)
+        except ValueError:
+            for key in self._fd_to_key.values():
+                if key.fileobj is fileobj:
+                    return key.fd
+            raise
+
+    cdef inline object _key_at(self, int fd):
+        if fd < PyList_GET_SIZE(self._by_fd):
+            return <object>PyList_GET_ITEM(self._by_fd, fd)
+        return None
+
+    cdef int _store(self, int fd, object key, int events, uint32_t flags) except -1:
+        cdef Py_ssize_t n = len(self._by_fd)
+        if fd >= n:
+            grow = max(fd + 1, 2 * n) - n
+            self._by_fd.extend([None] * grow)
+            self._events.extend(bytes(grow))
+            self._flags.extend([0] * grow)
+        self._by_fd[fd] = key
+        self._events[fd] = events
+        self._flags[fd] = flags
+        if key is None:
+            self._fd_to_key.pop(fd, None)
+        else:
+            self._fd_to_key[fd] = key
+        return 0
+
+    cdef int _check_open(self) except -1:
+        if self._closed:
+            raise ValueError(f"I/O operation on closed {type(self).__name__}")
+        if self._generation != fork_generation:
+            self._after_fork()
+        return 0
+
+    cdef int _after_fork(self) except -1:
+        self._generation = fork_generation
+        return 0
+
+    cdef uint32_t _check_flags(self, object flags) except? 0xFFFFFFFF:
+        cdef uint32_t f = flags
+        if f & ~self._allowed_flags:
+            raise ValueError(f"flags {flags:#x} not supported by {type(self).__name__}")
+        return f
+
+    # -- the stdlib API -------------------------------------------------------
+
+    def register(self, fileobj, events, data=None, *, flags=0):
+        """Register ``fileobj`` for ``events`` (EVENT_READ | EVENT_WRITE) with
+        optional ``data``; returns its ``SelectorKey``."""
+        cdef int ev = check_events(events)
+        cdef uint32_t f = self._check_flags(flags) if flags else 0
+        cdef int fd = self._fileobj_lookup(fileobj)
+        if self._key_at(fd) is not None:
+            raise KeyError(f"{fileobj!r} (FD {fd}) is already registered")
+        self._check_open()
+        self._poller._add(fd, poller_events(ev) | f)
+        key = new_key(fileobj, fd, events, data)
+        self._store(fd, key, ev, f)
+        return key
+
+    def unregister(self, fileobj):
+        """Unregister ``fileobj``; returns its ``SelectorKey``.  An fd closed
+        since it was registered is unregistered without an error."""
+        cdef int fd = self._fileobj_lookup(fileobj)
+        key = self._key_at(fd)
+        if key is None:
+            raise KeyError(f"{fileobj!r} is not registered")
+        self._store(fd, None, 0, 0)
+        if not self._closed:
+            if self._generation != fork_generation:
+                self._after_fork()
+            try:
+                self._poller._del(fd)
+            except OSError:
+                pass  # the fd was closed since it was registered
+        return key
+
+    def modify(self, fileobj, events, data=None, *, flags=None):
+        """Change the events and data of a registered ``fileobj``.
+        ``flags=None`` keeps the epoll flags; a one-shot registration is
+        re-armed by every modify, even with unchanged events."""
+        cdef int ev
+        cdef uint32_t f
+        cdef int fd = self._fileobj_lookup(fileobj)
+        key = self._key_at(fd)
+        if key is None:
+            raise KeyError(f"{fileobj!r} is not registered")
+        old_events = (<tuple>key)[2]
+        f = self._flags[fd] if flags is None else self._check_flags(flags)
+        changed = False
+        if events != old_events or f != <uint32_t>self._flags[fd] or f & c.EPOLLONESHOT:
+            ev = check_events(events)
+            self._check_open()
+            try:
+                self._poller._mod(fd, poller_events(ev) | f)
+            except BaseException:
+                self._store(fd, None, 0, 0)
+                raise
+            self._events[fd] = ev
+            self._flags[fd] = f
+            changed = True
+        old_data = (<tuple>key)[3]
+        if data is not old_data and data != old_data:
+            changed = True
+        if changed:
+            key = new_key((<tuple>key)[0], fd, events, data)
+            self._store(fd, key, self._events[fd], f)
+        return key
+
+    def select(self, timeout=None):
+        """Wait up to ``timeout`` seconds (None: forever; <= 0: poll) and
+        return ``[(key, events)]`` for the ready file objects."""
+        cdef double t
+        cdef int n, i, fd, events
+        cdef uint32_t ev
+        cdef epoll_event *ready
+        cdef Py_ssize_t nslots
+        cdef const char *wanted
+        if timeout is None:
+            t = -1.0
+        else:
+            t = timeout
+            if t < 0:
+                t = 0
+        self._check_open()
+        n = self._poller._wait(t, -1)
+        result = []
+        if n == 0:
+            return result
+        ready = self._poller._ready
+        by_fd = self._by_fd
+        nslots = PyList_GET_SIZE(by_fd)
+        wanted = PyByteArray_AS_STRING(self._events)
+        for i in range(n):
+            fd = ready[i].data.fd
+            if fd >= nslots:
+                continue
+            key = <object>PyList_GET_ITEM(by_fd, fd)
+            if key is None:
+                continue  # unregistered while the wait ran
+            ev = ready[i].events
+            events = 0
+            if ev & ~c.POLLIN:
+                events = C_WRITE
+            if ev & ~c.POLLOUT:
+                events |= C_READ
+            result.append((key, events & wanted[fd]))
+        return result
+
+    def close(self):
+        """Close the selector and drop every registration."""
+        if not self._closed:
+            self._closed = True
+            self._fd_to_key.clear()
+            self._by_fd = []
+            self._events = bytearray()
+            self._flags = []
+            self._map = None
+            self._poller.close()
+
+    def get_key(self, fileobj):
+        """The ``SelectorKey`` of a registered ``fileobj`` (KeyError if none)."""
+        mapping = self._map
+        if mapping is None:
+            raise RuntimeError("Selector is closed")
+        try:
+            return mapping[fileobj]
+        except KeyError:
+            raise KeyError(f"{fileobj!r} is not registered") from None
+
+    def get_map(self):
+        """A read-only live mapping of file objects to keys (None once closed)."""
+        return self._map
+
+    def _key_from_fd(self, fd):
+        """The key registered for ``fd``, or None."""
+        return self._fd_to_key.get(fd)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+cdef class EpollSelector(_Selector):
+    """Epoll-based selector.  ``register``/``modify`` accept ``flags``, any of
+    ``EPOLLET`` (edge-triggered), ``EPOLLONESHOT``, ``EPOLLEXCLUSIVE``
+    (add only) and ``EPOLLRDHUP``, or'ed into the registration."""
+
+    def __init__(self):
+        self._allowed_flags = EPOLL_FLAGS
+        _Selector.__init__(self)
+
+    def _new_poller(self):
+        return Epoll()
+
+    def fileno(self):
+        """The epoll instance's file descriptor."""
+        return self._poller.fileno()
+
+    cdef int _after_fork(self) except -1:
+        # Registrations of fds the child has closed cannot be copied; they
+        # are dropped from the new instance but stay in the key map, as they
+        # would after a close() without unregister().
+        old = self._poller
+        self._poller = Epoll()
+        self._generation = fork_generation
+        old.close()
+        for fd, key in self._fd_to_key.items():
+            try:
+                self._poller._add(fd, poller_events(self._events[fd]) | <uint32_t>self._flags[fd])
+            except OSError:
+                pass
+        return 0
+
+
+cdef class PollSelector(_Selector):
+    """Poll-based selector."""
+
+    def _new_poller(self):
+        return Poll()
+
+
+cdef class SelectSelector(_Selector):
+    """Select-based selector (fds below FD_SETSIZE only)."""
+
+    def _new_poller(self):
+        return Select()
+
+
+# BaseSelector.register is the abstract selector method; ABCMeta's
+# virtual-subclass register is reached through the metaclass.
+type(BaseSelector).register(BaseSelector, EpollSelector)
+type(BaseSelector).register(BaseSelector, PollSelector)
+type(BaseSelector).register(BaseSelector, SelectSelector)
+DefaultSelector = EpollSelector

@@ -1,0 +1,86 @@
+"""Fixtures shared by every suite: each compiled path runs the same tests as
+its pure-Python twin, on every backend (ids ``c-epoll``, ``py-poll``, ...)."""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import List
+
+import pytest
+
+from fastmux._impl import WANT_EXTENSIONS
+
+BACKENDS = ("epoll", "poll", "select")
+
+
+def _available_impls() -> List[str]:
+    impls = []
+    if WANT_EXTENSIONS:
+        try:
+            importlib.import_module("fastmux._selectors_c")
+            impls.append("c")
+        except ImportError:
+            pass  # tests/core/test_impl.py fails such a build loudly
+    impls.append("py")
+    return impls
+
+
+IMPLS = _available_impls()
+
+
+def _module(kind: str, impl: str) -> ModuleType:
+    return importlib.import_module(f"fastmux._{kind}_{impl}")
+
+
+@pytest.fixture(params=IMPLS)
+def impl(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def pollers(impl) -> ModuleType:
+    """The pollers module of one implementation."""
+    return _module("pollers", impl)
+
+
+@pytest.fixture
+def selectors_mod(impl) -> ModuleType:
+    """The selectors module of one implementation."""
+    return _module("selectors", impl)
+
+
+_POLLER_CLASS = {"epoll": "Epoll", "poll": "Poll", "select": "Select"}
+_SELECTOR_CLASS = {"epoll": "EpollSelector", "poll": "PollSelector", "select": "SelectSelector"}
+
+
+@pytest.fixture(params=[(i, b) for i in IMPLS for b in BACKENDS], ids=lambda p: f"{p[0]}-{p[1]}")
+def impl_backend(request):
+    return request.param
+
+
+@pytest.fixture
+def poller_cls(impl_backend):
+    """A poller class: every implementation x backend."""
+    impl, backend = impl_backend
+    return getattr(_module("pollers", impl), _POLLER_CLASS[backend])
+
+
+@pytest.fixture
+def selector_cls(impl_backend):
+    """A selector class: every implementation x backend."""
+    impl, backend = impl_backend
+    return getattr(_module("selectors", impl), _SELECTOR_CLASS[backend])
+
+
+@pytest.fixture
+def stdlib_selector_cls(impl_backend):
+    """The stdlib twin of ``selector_cls``, for differential tests."""
+    import selectors
+
+    return getattr(selectors, _SELECTOR_CLASS[impl_backend[1]])
+
+
+@pytest.fixture(params=IMPLS)
+def epoll_selector_cls(request):
+    """EpollSelector of every implementation (for epoll-only features)."""
+    return _module("selectors", request.param).EpollSelector
