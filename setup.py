@@ -29,7 +29,7 @@ def _extensions():
 
     debug = _flag("FASTMUX_DEBUG")
     macros = [("FASTMUX_DEBUG", "1" if debug else "0")]
-    cflags = ["-O2"]
+    cflags = []
     if debug:
         macros += [("CYTHON_TRACE_NOGIL", "1")]
         cflags = ["-O0", "-g", "-UNDEBUG"]

@@ -25,11 +25,13 @@ descriptor is closed in the child only, which leaves the parent's instance
 untouched).  The check is one integer comparison per call against a
 generation counter bumped by a ``pthread_atfork`` child handler.
 """
-from cpython.bytearray cimport PyByteArray_AS_STRING
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject, PyTypeObject
+from cpython.object cimport PyObject_AsFileDescriptor
 from cpython.ref cimport Py_DECREF, Py_INCREF
-from libc.stdint cimport uint32_t
+from libc.stdint cimport uint8_t, uint32_t
+from libc.string cimport memset
 
 import selectors as _stdlib_selectors
 from collections.abc import Mapping
@@ -66,7 +68,7 @@ cdef inline object new_key(fileobj, int fd, events, data):
     cdef PyObject *key = alloc_instance(KEY_TYPE, 4)
     Py_INCREF(fileobj)
     tuple_set(key, 0, fileobj)
-    value = fd
+    cdef object value = fd
     Py_INCREF(value)
     tuple_set(key, 1, value)
     Py_INCREF(events)
@@ -148,13 +150,17 @@ class _SelectorMapping(Mapping):
         return iter(self._fd_to_key)
 
 
+cdef struct Slot:
+    uint32_t flags            # extra epoll flags (EpollSelector only)
+    uint8_t events            # registered EVENT_* mask
+
+
 cdef class _Selector:
     """Shared by the three selectors; the subclass picks the poller."""
     cdef Poller _poller
-    cdef dict _fd_to_key
+    cdef dict _fd_to_key      # what get_map() shows, in registration order
     cdef list _by_fd          # fd -> SelectorKey or None: the hot-path lookup
-    cdef bytearray _events    # fd -> registered EVENT_* mask
-    cdef list _flags          # fd -> extra epoll flags (EpollSelector only)
+    cdef Slot *_slots         # fd -> events and flags, as long as _by_fd
     cdef object _map
     cdef bint _closed
     cdef unsigned long _generation
@@ -164,11 +170,12 @@ cdef class _Selector:
         self._poller = self._new_poller()
         self._fd_to_key = {}
         self._by_fd = []
-        self._events = bytearray()
-        self._flags = []
         self._map = _SelectorMapping(self, self._fd_to_key)
         self._closed = False
         self._generation = fork_generation
+
+    def __dealloc__(self):
+        PyMem_Free(self._slots)
 
     def _new_poller(self):
         raise TypeError("use EpollSelector, PollSelector or SelectSelector")
@@ -178,6 +185,16 @@ cdef class _Selector:
     def _fileobj_lookup(self, fileobj):
         """fd of ``fileobj``; falls back to a search of the registrations so a
         closed file object that is still registered can be unregistered."""
+        return self._fd_of(fileobj)
+
+    cdef int _fd_of(self, object fileobj) except -1:
+        cdef int fd
+        try:
+            # The C API's lookup is the fast path; any failure is redone the
+            # stdlib's way below, for the stdlib's exceptions and messages.
+            return PyObject_AsFileDescriptor(fileobj)
+        except Exception:
+            pass
         try:
             return _fileobj_to_fd(fileobj)
         except ValueError:
@@ -192,17 +209,22 @@ cdef class _Selector:
         return None
 
     cdef int _store(self, int fd, object key, int events, uint32_t flags) except -1:
-        cdef Py_ssize_t n = len(self._by_fd)
+        cdef Py_ssize_t n = PyList_GET_SIZE(self._by_fd)
+        cdef Py_ssize_t cap
+        cdef Slot *slots
         if fd >= n:
-            grow = max(fd + 1, 2 * n) - n
-            self._by_fd.extend([None] * grow)
-            self._events.extend(bytes(grow))
-            self._flags.extend([0] * grow)
+            cap = max(fd + 1, 2 * n, 64)
+            slots = <Slot *>PyMem_Realloc(self._slots, cap * sizeof(Slot))
+            if slots == NULL:
+                raise MemoryError()
+            memset(slots + n, 0, (cap - n) * sizeof(Slot))
+            self._slots = slots
+            self._by_fd.extend([None] * (cap - n))
         self._by_fd[fd] = key
-        self._events[fd] = events
-        self._flags[fd] = flags
+        self._slots[fd].events = events
+        self._slots[fd].flags = flags
         if key is None:
-            self._fd_to_key.pop(fd, None)
+            del self._fd_to_key[fd]
         else:
             self._fd_to_key[fd] = key
         return 0
@@ -231,7 +253,7 @@ cdef class _Selector:
         optional ``data``; returns its ``SelectorKey``."""
         cdef int ev = check_events(events)
         cdef uint32_t f = self._check_flags(flags) if flags else 0
-        cdef int fd = self._fileobj_lookup(fileobj)
+        cdef int fd = self._fd_of(fileobj)
         if self._key_at(fd) is not None:
             raise KeyError(f"{fileobj!r} (FD {fd}) is already registered")
         self._check_open()
@@ -243,7 +265,7 @@ cdef class _Selector:
     def unregister(self, fileobj):
         """Unregister ``fileobj``; returns its ``SelectorKey``.  An fd closed
         since it was registered is unregistered without an error."""
-        cdef int fd = self._fileobj_lookup(fileobj)
+        cdef int fd = self._fd_of(fileobj)
         key = self._key_at(fd)
         if key is None:
             raise KeyError(f"{fileobj!r} is not registered")
@@ -263,14 +285,14 @@ cdef class _Selector:
         re-armed by every modify, even with unchanged events."""
         cdef int ev
         cdef uint32_t f
-        cdef int fd = self._fileobj_lookup(fileobj)
+        cdef int fd = self._fd_of(fileobj)
         key = self._key_at(fd)
         if key is None:
             raise KeyError(f"{fileobj!r} is not registered")
         old_events = (<tuple>key)[2]
-        f = self._flags[fd] if flags is None else self._check_flags(flags)
+        f = self._slots[fd].flags if flags is None else self._check_flags(flags)
         changed = False
-        if events != old_events or f != <uint32_t>self._flags[fd] or f & c.EPOLLONESHOT:
+        if events != old_events or f != self._slots[fd].flags or f & c.EPOLLONESHOT:
             ev = check_events(events)
             self._check_open()
             try:
@@ -278,15 +300,15 @@ cdef class _Selector:
             except BaseException:
                 self._store(fd, None, 0, 0)
                 raise
-            self._events[fd] = ev
-            self._flags[fd] = f
+            self._slots[fd].events = ev
+            self._slots[fd].flags = f
             changed = True
         old_data = (<tuple>key)[3]
         if data is not old_data and data != old_data:
             changed = True
         if changed:
             key = new_key((<tuple>key)[0], fd, events, data)
-            self._store(fd, key, self._events[fd], f)
+            self._store(fd, key, self._slots[fd].events, f)
         return key
 
     def select(self, timeout=None):
@@ -297,7 +319,7 @@ cdef class _Selector:
         cdef uint32_t ev
         cdef epoll_event *ready
         cdef Py_ssize_t nslots
-        cdef const char *wanted
+        cdef Slot *slots
         if timeout is None:
             t = -1.0
         else:
@@ -312,7 +334,7 @@ cdef class _Selector:
         ready = self._poller._ready
         by_fd = self._by_fd
         nslots = PyList_GET_SIZE(by_fd)
-        wanted = PyByteArray_AS_STRING(self._events)
+        slots = self._slots
         for i in range(n):
             fd = ready[i].data.fd
             if fd >= nslots:
@@ -326,7 +348,7 @@ cdef class _Selector:
                 events = C_WRITE
             if ev & ~c.POLLOUT:
                 events |= C_READ
-            result.append((key, events & wanted[fd]))
+            result.append((key, events & slots[fd].events))
         return result
 
     def close(self):
@@ -335,20 +357,19 @@ cdef class _Selector:
             self._closed = True
             self._fd_to_key.clear()
             self._by_fd = []
-            self._events = bytearray()
-            self._flags = []
+            PyMem_Free(self._slots)
+            self._slots = NULL
             self._map = None
             self._poller.close()
 
     def get_key(self, fileobj):
         """The ``SelectorKey`` of a registered ``fileobj`` (KeyError if none)."""
-        mapping = self._map
-        if mapping is None:
+        if self._map is None:
             raise RuntimeError("Selector is closed")
-        try:
-            return mapping[fileobj]
-        except KeyError:
-            raise KeyError(f"{fileobj!r} is not registered") from None
+        key = self._key_at(self._fd_of(fileobj))
+        if key is None:
+            raise KeyError(f"{fileobj!r} is not registered")
+        return key
 
     def get_map(self):
         """A read-only live mapping of file objects to keys (None once closed)."""
@@ -391,7 +412,7 @@ cdef class EpollSelector(_Selector):
         old.close()
         for fd, key in self._fd_to_key.items():
             try:
-                self._poller._add(fd, poller_events(self._events[fd]) | <uint32_t>self._flags[fd])
+                self._poller._add(fd, poller_events(self._slots[fd].events) | self._slots[fd].flags)
             except OSError:
                 pass
         return 0

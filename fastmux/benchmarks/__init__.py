@@ -1,0 +1,1 @@
+"""Benchmarks behind ``fastmux bench``: each module is one sub-command."""
