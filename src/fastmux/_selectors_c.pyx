@@ -129,25 +129,22 @@ cdef int check_events(object events) except -1:
 
 
 class _SelectorMapping(Mapping):
-    """Read-only live view of a selector's registrations: fileobj -> key."""
+    """Read-only live view of a selector's registrations: fileobj -> key.
+    Iterates over the registered fds, in fd order."""
 
-    __slots__ = ("_selector", "_fd_to_key")
+    __slots__ = ("_selector",)
 
-    def __init__(self, selector, fd_to_key):
+    def __init__(self, selector):
         self._selector = selector
-        self._fd_to_key = fd_to_key
 
     def __len__(self):
-        return len(self._fd_to_key)
+        return self._selector._count()
 
     def __getitem__(self, fileobj):
-        try:
-            return self._fd_to_key[self._selector._fileobj_lookup(fileobj)]
-        except KeyError:
-            raise KeyError(f"{fileobj!r} is not registered") from None
+        return self._selector._lookup_key(fileobj)
 
     def __iter__(self):
-        return iter(self._fd_to_key)
+        return iter(self._selector._fds())
 
 
 cdef struct Slot:
@@ -158,7 +155,7 @@ cdef struct Slot:
 cdef class _Selector:
     """Shared by the three selectors; the subclass picks the poller."""
     cdef Poller _poller
-    cdef dict _fd_to_key      # what get_map() shows, in registration order
+    cdef Py_ssize_t _nkeys    # registrations (get_map()'s len)
     cdef list _by_fd          # fd -> SelectorKey or None: the hot-path lookup
     cdef Slot *_slots         # fd -> events and flags, as long as _by_fd
     cdef object _map
@@ -168,9 +165,9 @@ cdef class _Selector:
 
     def __init__(self):
         self._poller = self._new_poller()
-        self._fd_to_key = {}
+        self._nkeys = 0
         self._by_fd = []
-        self._map = _SelectorMapping(self, self._fd_to_key)
+        self._map = _SelectorMapping(self)
         self._closed = False
         self._generation = fork_generation
 
@@ -198,8 +195,8 @@ cdef class _Selector:
         try:
             return _fileobj_to_fd(fileobj)
         except ValueError:
-            for key in self._fd_to_key.values():
-                if key.fileobj is fileobj:
+            for key in self._by_fd:
+                if key is not None and key.fileobj is fileobj:
                     return key.fd
             raise
 
@@ -220,14 +217,24 @@ cdef class _Selector:
             memset(slots + n, 0, (cap - n) * sizeof(Slot))
             self._slots = slots
             self._by_fd.extend([None] * (cap - n))
+        old = self._by_fd[fd]
+        self._nkeys += (key is not None) - (old is not None)
         self._by_fd[fd] = key
         self._slots[fd].events = events
         self._slots[fd].flags = flags
-        if key is None:
-            del self._fd_to_key[fd]
-        else:
-            self._fd_to_key[fd] = key
         return 0
+
+    def _count(self):
+        return self._nkeys
+
+    def _fds(self):
+        return [fd for fd, key in enumerate(self._by_fd) if key is not None]
+
+    def _lookup_key(self, fileobj):
+        key = self._key_at(self._fd_of(fileobj))
+        if key is None:
+            raise KeyError(f"{fileobj!r} is not registered")
+        return key
 
     cdef int _check_open(self) except -1:
         if self._closed:
@@ -355,7 +362,7 @@ cdef class _Selector:
         """Close the selector and drop every registration."""
         if not self._closed:
             self._closed = True
-            self._fd_to_key.clear()
+            self._nkeys = 0
             self._by_fd = []
             PyMem_Free(self._slots)
             self._slots = NULL
@@ -366,10 +373,7 @@ cdef class _Selector:
         """The ``SelectorKey`` of a registered ``fileobj`` (KeyError if none)."""
         if self._map is None:
             raise RuntimeError("Selector is closed")
-        key = self._key_at(self._fd_of(fileobj))
-        if key is None:
-            raise KeyError(f"{fileobj!r} is not registered")
-        return key
+        return self._lookup_key(fileobj)
 
     def get_map(self):
         """A read-only live mapping of file objects to keys (None once closed)."""
@@ -377,7 +381,7 @@ cdef class _Selector:
 
     def _key_from_fd(self, fd):
         """The key registered for ``fd``, or None."""
-        return self._fd_to_key.get(fd)
+        return self._key_at(fd) if fd >= 0 else None
 
     def __enter__(self):
         return self
@@ -410,7 +414,7 @@ cdef class EpollSelector(_Selector):
         self._poller = Epoll()
         self._generation = fork_generation
         old.close()
-        for fd, key in self._fd_to_key.items():
+        for fd in self._fds():
             try:
                 self._poller._add(fd, poller_events(self._slots[fd].events) | self._slots[fd].flags)
             except OSError:
