@@ -1,0 +1,494 @@
+"""``fastmux bench echo``: an echo server's own CPU time per request,
+fastmux against the C floor, uvloop, asyncio and a stdlib-selectors loop.
+
+On a small machine a loopback benchmark measures the load generator as much
+as the server: the requests/s of fast servers bunch together because the
+client is saturated.  So the primary figure is the CPU time the server
+process itself spends per request (user, and user+system), read from
+/proc/<pid>/stat over exactly the measured interval and divided by the
+requests served in it.  Requests/s and p50/p99 latency are reported beside it.
+
+Each run starts a fresh server pinned to one CPU and the C load generator
+(which verifies every echoed byte) pinned to another; rounds are interleaved
+(every server once per size per round) so slow drifts of the machine hit all
+servers alike, and the table shows medians over rounds.  ``--hold N`` adds
+the many-connection run: N connections opened and held, the server's RSS per
+idle connection, then echo traffic round-robin over all of them.
+
+The fastmux server measured is the one a user gets from
+``fastmux serve echo --host H --port P``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import signal
+import site
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+from .._loadtools import BuildError, executable
+from .._loadtools.procstat import CLOCK_TICK_S, CpuTimes, cpu_times, rss_bytes, tick_error
+from .._loadtools.reference_servers import raise_fd_limit
+
+SERVERS = ("floor", "fastmux", "uvloop", "asyncio", "selectors")
+MIN_RELIABLE_S = 3.0        # below this the 10 ms CPU tick starts to matter
+HOLD_IDLE_S = 1.0           # connections sit idle this long in a hold run...
+HOLD_SETTLE_S = 0.5         # ...and the server's RSS is read this far into it
+START_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 5.0
+LOADGEN_SLACK_S = 30.0      # beyond its own run time before the load generator is killed
+
+
+def _uvloop_installed() -> bool:
+    return importlib.util.find_spec("uvloop") is not None
+
+
+def _default_servers() -> List[str]:
+    return [s for s in SERVERS if s != "uvloop" or _uvloop_installed()]
+
+
+def _csv_ints(text: str) -> List[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("expected positive integers")
+    return values
+
+
+def _csv_servers(text: str) -> List[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = sorted(set(names) - set(SERVERS))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown server(s) {unknown}; choose from {', '.join(SERVERS)}")
+    return names
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sizes", type=_csv_ints, default=[64, 1024, 16384], metavar="N,N,...",
+                        help="message sizes in bytes (default 64,1024,16384)")
+    parser.add_argument("--connections", type=int, default=100, help="concurrent connections (default 100)")
+    parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per run (default 5)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each (default 1)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are shown (default 3)")
+    parser.add_argument("--servers", type=_csv_servers, default=None, metavar="A,B,...",
+                        help=f"servers to run, from {', '.join(SERVERS)} "
+                             "(default: all; uvloop only when installed)")
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to use (default 127.0.0.1)")
+    parser.add_argument("--hold", type=int, default=0, metavar="N",
+                        help="also hold N connections (e.g. 10000): RSS per idle connection, "
+                             "then traffic over all of them (default: off)")
+    parser.add_argument("--hold-rate", type=float, default=20000.0, metavar="MSG/S",
+                        help="messages/s round-robin over the held connections (default 20000)")
+    parser.add_argument("--hold-size", type=int, default=64, help="message size in hold runs (default 64)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin server and load generator to CPUs")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write every run and the medians here")
+
+
+# ---- processes ----
+
+
+class RunFailed(Exception):
+    """A server did not start, died, or echoed wrongly."""
+
+
+@dataclass
+class Setup:
+    host: str
+    loadgen: Path
+    floor: Optional[Path]
+    server_cpu: Optional[int]
+    load_cpu: Optional[int]
+    env: Dict[str, str]
+
+
+def _pin(pid: int, cpu: Optional[int]) -> None:
+    # Right after Popen the child has exactly one thread, so pinning it pins
+    # everything it later starts too.
+    if cpu is not None:
+        os.sched_setaffinity(pid, {cpu})
+
+
+def _child_env() -> Dict[str, str]:
+    """Environment in which ``python -m fastmux ...`` imports this same fastmux.
+
+    From a source checkout the package is not on the child's path unless we
+    put it there; an installed fastmux already is, and its site-packages must
+    not be pushed ahead of the standard library.
+    """
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    installed = set(site.getsitepackages()) | {site.getusersitepackages()}
+    if root not in installed:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _free_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def server_command(name: str, setup: Setup, port: int) -> List[str]:
+    if name == "floor":
+        assert setup.floor is not None
+        return [str(setup.floor), setup.host, str(port)]
+    if name == "fastmux":
+        return [sys.executable, "-m", "fastmux", "serve", "echo", "--host", setup.host, "--port", str(port)]
+    return [sys.executable, "-m", "fastmux._loadtools.reference_servers", name,
+            "--host", setup.host, "--port", str(port)]
+
+
+def _tail(path: Path, limit: int = 400) -> str:
+    text = path.read_text(errors="replace").strip()
+    return text[-limit:] if text else "(no output)"
+
+
+@contextmanager
+def running_server(name: str, setup: Setup) -> Iterator[Tuple[subprocess.Popen, int]]:
+    """Start server ``name`` on a free port, wait until it accepts; stop it after."""
+    port = _free_port(setup.host)
+    with tempfile.TemporaryDirectory(prefix="fastmux-bench-") as tmp:
+        errlog = Path(tmp) / "stderr"
+        with open(errlog, "wb") as err:
+            proc = subprocess.Popen(server_command(name, setup, port), stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=err, env=setup.env)
+        try:
+            _pin(proc.pid, setup.server_cpu)
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while True:
+                if proc.poll() is not None:
+                    raise RunFailed(f"exited with status {proc.returncode} before listening: {_tail(errlog)}")
+                try:
+                    socket.create_connection((setup.host, port), timeout=1.0).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RunFailed(f"not listening on port {port} after {START_TIMEOUT_S:.0f} s") from None
+                    time.sleep(0.05)
+            yield proc, port
+            if proc.poll() is not None:
+                raise RunFailed(f"exited with status {proc.returncode} during the run: {_tail(errlog)}")
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(STOP_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def run_loadgen(setup: Setup, port: int, args: Sequence[str], budget_s: float,
+                on_mark: Callable[[str], None]) -> Dict[str, Any]:
+    """Run the load generator; call ``on_mark`` at its phase marks; return its JSON."""
+    cmd = [str(setup.loadgen), "--marks", *args, setup.host, str(port)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    _pin(proc.pid, setup.load_cpu)
+    # loadgen bounds itself (--timeout); this is only a backstop against a hang.
+    killer = threading.Timer(budget_s + LOADGEN_SLACK_S, proc.kill)
+    killer.start()
+    result: Optional[Dict[str, Any]] = None
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        for line in proc.stdout:
+            if line.startswith("#"):
+                on_mark(line[1:].strip())
+            elif line.strip():
+                result = json.loads(line)
+        stderr = proc.stderr.read().strip()
+        proc.wait()
+    finally:
+        killer.cancel()
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if result is None:
+        raise RunFailed(f"load generator exited with status {proc.returncode}: {stderr or 'no result'}")
+    if result["mismatches"] or result["errors"] or proc.returncode != 0:
+        raise RunFailed(f"{result['mismatches']} mismatches, {result['errors']} errors, "
+                        f"{result['established']}/{result['connections']} connected: {result['first_error']}")
+    return result
+
+
+# ---- one measured run ----
+
+
+@dataclass
+class Run:
+    server: str
+    size: int
+    round: int
+    connections: int
+    hold: bool = False              # a many-connection run
+    requests: int = 0
+    duration_s: float = 0.0
+    rps: float = 0.0
+    user_us: float = 0.0            # server user CPU µs per request
+    total_us: float = 0.0           # server user+system CPU µs per request
+    server_user_s: float = 0.0      # server CPU seconds over the measured interval
+    server_cpu_s: float = 0.0
+    p50_us: float = 0.0
+    p99_us: float = 0.0
+    p999_us: float = 0.0
+    client_busy: float = 0.0        # load generator CPU / wall time while measuring
+    rss_base: int = 0               # hold runs: server RSS before any connection...
+    rss_idle: int = 0               # ...with every connection open and idle...
+    rss_loaded: int = 0             # ...and at the end of the traffic
+    error: Optional[str] = None
+    loadgen: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rss_per_conn(self) -> float:
+        return (self.rss_idle - self.rss_base) / self.connections
+
+
+def measure(setup: Setup, run: Run, loadgen_args: List[str], budget_s: float) -> None:
+    """Run the load against a fresh ``run.server``; fill in ``run``."""
+    with running_server(run.server, setup) as (proc, port):
+        pid = proc.pid
+        cpu: Dict[str, CpuTimes] = {}
+        if run.hold:
+            run.rss_base = rss_bytes(pid)
+
+        def on_mark(mark: str) -> None:
+            try:
+                if mark == "held" and run.hold:
+                    time.sleep(HOLD_SETTLE_S)  # inside the load generator's HOLD_IDLE_S idle period
+                    run.rss_idle = rss_bytes(pid)
+                elif mark == "start":
+                    cpu["start"] = cpu_times(pid, children=True)
+                elif mark == "stop":
+                    cpu["stop"] = cpu_times(pid, children=True)
+                    if run.hold:
+                        run.rss_loaded = rss_bytes(pid)
+            except OSError as exc:
+                raise RunFailed(f"server process vanished during the run ({exc})") from None
+
+        result = run_loadgen(setup, port, loadgen_args, budget_s, on_mark)
+    used = cpu["stop"] - cpu["start"]
+    run.loadgen = result
+    run.requests = result["requests"]
+    run.duration_s = result["duration_s"]
+    run.rps = result["rps"]
+    run.p50_us, run.p99_us, run.p999_us = result["p50_us"], result["p99_us"], result["p999_us"]
+    run.server_user_s = used.user
+    run.server_cpu_s = used.total
+    run.client_busy = result["client_cpu_s"] / run.duration_s if run.duration_s else 0.0
+    if run.requests:
+        run.user_us = used.user / run.requests * 1e6
+        run.total_us = used.total / run.requests * 1e6
+
+
+# ---- the report ----
+
+
+def _size_label(n: int) -> str:
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale and n % scale == 0:
+            return f"{n // scale} {unit}"
+    return f"{n} B"
+
+
+def _median(runs: List[Run], attr: str) -> float:
+    return statistics.median(getattr(r, attr) for r in runs)
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if a and b else "-"
+
+
+def summarize(runs: List[Run], servers: List[str], sizes: List[int]) -> List[Dict[str, Any]]:
+    """Medians over rounds for each (size, server) with at least one good run."""
+    out = []
+    for size in sizes:
+        for name in servers:
+            good = [r for r in runs if r.server == name and r.size == size and r.error is None]
+            if not good:
+                continue
+            row: Dict[str, Any] = {"server": name, "size": size, "runs": len(good)}
+            for attr in ("rps", "user_us", "total_us", "p50_us", "p99_us", "client_busy",
+                         "server_cpu_s", "rss_base", "rss_idle", "rss_loaded"):
+                row[attr] = _median(good, attr)
+            row["rss_per_conn"] = statistics.median(r.rss_per_conn for r in good)
+            out.append(row)
+    return out
+
+
+def print_table(summary: List[Dict[str, Any]], sizes: List[int]) -> None:
+    head = (f"{'size':>7}  {'server':<10} {'req/s':>9} {'user µs/req':>12} {'u+s µs/req':>11} "
+            f"{'p50 µs':>8} {'p99 µs':>8}  {'fastmux÷this':>13}")
+    print(head)
+    print("-" * len(head))
+    for size in sizes:
+        rows = [r for r in summary if r["size"] == size]
+        fm = next((r for r in rows if r["server"] == "fastmux"), None)
+        for i, r in enumerate(rows):
+            ratio = "" if r["server"] == "fastmux" or fm is None else \
+                f"{_ratio(fm['user_us'], r['user_us'])} / {_ratio(fm['total_us'], r['total_us'])}"
+            print(f"{_size_label(size) if i == 0 else '':>7}  {r['server']:<10} {r['rps']:>9,.0f} "
+                  f"{r['user_us']:>12.2f} {r['total_us']:>11.2f} {r['p50_us']:>8.0f} {r['p99_us']:>8.0f}"
+                  f"  {ratio:>13}")
+
+
+def print_hold_table(summary: List[Dict[str, Any]]) -> None:
+    head = (f"{'server':<10} {'RSS base':>9} {'RSS idle':>9} {'KiB/conn':>9} {'RSS load':>9} "
+            f"{'req/s':>8} {'user µs/req':>12} {'u+s µs/req':>11} {'p50 µs':>8} {'p99 µs':>8}")
+    print(head)
+    print("-" * len(head))
+    mib = 1 << 20
+    for r in summary:
+        print(f"{r['server']:<10} {r['rss_base'] / mib:>7.1f}Mi {r['rss_idle'] / mib:>7.1f}Mi "
+              f"{r['rss_per_conn'] / 1024:>9.2f} {r['rss_loaded'] / mib:>7.1f}Mi {r['rps']:>8,.0f} "
+              f"{r['user_us']:>12.2f} {r['total_us']:>11.2f} {r['p50_us']:>8.0f} {r['p99_us']:>8.0f}")
+
+
+def _print_notes(good: List[Run], duration: float) -> None:
+    if not good:
+        return
+    worst_total = max(tick_error(r.server_cpu_s) for r in good)
+    coarsest = min(good, key=lambda r: r.server_user_s)
+    ticks = round(coarsest.server_user_s / CLOCK_TICK_S)
+    user_note = (f"±{tick_error(coarsest.server_user_s):.0%}" if ticks else "not measurable")
+    print(f"CPU from /proc/<pid>/stat counts {CLOCK_TICK_S * 1e3:.0f} ms ticks: a user+sys figure here "
+          f"is good to ±{worst_total:.1%} or better; the coarsest user figure ({coarsest.server} at "
+          f"{_size_label(coarsest.size)}, {ticks} ticks) to {user_note}.")
+    if duration < MIN_RELIABLE_S:
+        print(f"warning: {duration:g} s runs are too short for CPU-tick accuracy; use --duration "
+              f"{MIN_RELIABLE_S:g} or more for figures to rely on.")
+    busy = [r.client_busy for r in good]
+    if max(busy) > 0.9:
+        print(f"The load generator used {min(busy):.0%}-{max(busy):.0%} of its CPU: req/s is bounded "
+              "by it, which is why CPU per request is the figure to compare.")
+
+
+# ---- the command ----
+
+
+def _plan(args: argparse.Namespace, servers: List[str]) -> List[Tuple[Run, List[str], float]]:
+    """Every run with its load generator arguments and time budget, rounds
+    interleaved: each round runs every server once per size."""
+    common = ["-w", str(args.warmup), "-d", str(args.duration)]
+    budget = args.warmup + args.duration
+    plan = []
+    for rnd in range(1, args.rounds + 1):
+        for size in args.sizes:
+            for name in servers:
+                plan.append((Run(name, size, rnd, args.connections),
+                             ["-c", str(args.connections), "-s", str(size), *common], budget))
+        if args.hold:
+            for name in servers:
+                plan.append((Run(name, args.hold_size, rnd, args.hold, hold=True),
+                             ["-c", str(args.hold), "-s", str(args.hold_size), "--hold", str(HOLD_IDLE_S),
+                              "--rate", str(args.hold_rate), *common], budget + HOLD_IDLE_S))
+    return plan
+
+
+def _execute(plan: List[Tuple[Run, List[str], float]], setup: Setup) -> Tuple[List[Run], Dict[str, str]]:
+    """Measure every planned run; a server that fails once is left out after."""
+    runs: List[Run] = []
+    failed: Dict[str, str] = {}
+    for run_, loadgen_args, budget in plan:
+        if run_.server in failed:
+            continue
+        shape = f"{run_.connections} held" if run_.hold else f"{run_.connections} conns"
+        label = f"round {run_.round}  {run_.server:<9}  {_size_label(run_.size):>6}  {shape}"
+        try:
+            measure(setup, run_, loadgen_args, budget)
+        except RunFailed as exc:
+            run_.error = failed[run_.server] = str(exc)
+            print(f"{label}: FAILED: {run_.error}", file=sys.stderr)
+        else:
+            print(f"{label}: {run_.rps:,.0f} req/s, {run_.user_us:.2f} user µs/req, "
+                  f"p99 {run_.p99_us:.0f} µs", file=sys.stderr)
+        runs.append(run_)
+    return runs, failed
+
+
+def run(args: argparse.Namespace) -> int:
+    servers: List[str] = args.servers or _default_servers()
+    if "uvloop" in servers and not _uvloop_installed():
+        print("fastmux bench echo: uvloop is not installed (pip install uvloop)", file=sys.stderr)
+        return 2
+    if args.rounds < 1 or args.duration <= 0 or args.warmup < 0 or args.connections < 1 or args.hold < 0:
+        print("fastmux bench echo: --rounds, --duration and --connections must be positive", file=sys.stderr)
+        return 2
+    try:
+        loadgen = executable("loadgen")
+        floor = executable("echo_floor") if "floor" in servers else None
+    except BuildError as exc:
+        print(f"fastmux bench echo: {exc}", file=sys.stderr)
+        return 2
+    need_fds = max(args.connections, args.hold) + 64
+    if raise_fd_limit() < need_fds:  # servers inherit the raised limit
+        print(f"fastmux bench echo: {need_fds} file descriptors needed; raise the hard limit "
+              "(ulimit -Hn) or use fewer connections", file=sys.stderr)
+        return 2
+
+    cpus = sorted(os.sched_getaffinity(0))
+    server_cpu, load_cpu = (cpus[0], cpus[1]) if len(cpus) >= 2 and not args.no_pin else (None, None)
+    setup = Setup(args.host, loadgen, floor, server_cpu, load_cpu, _child_env())
+    print(f"echo: {len(servers)} servers x {len(args.sizes)} sizes x {args.rounds} round(s), "
+          f"{args.duration:g} s measured per run; server on CPU {server_cpu}, load generator on CPU {load_cpu}",
+          file=sys.stderr)
+    if load_cpu is not None:
+        # This process mostly sleeps, but keep its wake-ups off the server's CPU.
+        os.sched_setaffinity(0, {load_cpu})
+    try:
+        runs, failed = _execute(_plan(args, servers), setup)
+    finally:
+        os.sched_setaffinity(0, cpus)
+    summary = summarize([r for r in runs if not r.hold], servers, args.sizes)
+    hold_summary = summarize([r for r in runs if r.hold], servers, [args.hold_size])
+
+    print(f"\nEcho server CPU per request: {args.connections} connections, {args.duration:g} s measured "
+          f"after {args.warmup:g} s warm-up, median of {args.rounds} round(s)")
+    if server_cpu is not None:
+        print(f"(server pinned to CPU {server_cpu}, load generator to CPU {load_cpu}; "
+              "fastmux÷this is user / user+sys, below 1 means fastmux spends less)")
+    print()
+    print_table(summary, args.sizes)
+    if args.hold:
+        print(f"\nHolding {args.hold} connections: RSS per idle connection above the server's baseline, "
+              f"then {_size_label(args.hold_size)} at {args.hold_rate:g} msg/s round-robin over all of them")
+        print()
+        print_hold_table(hold_summary)
+    print()
+    _print_notes([r for r in runs if r.error is None], args.duration)
+    for name, why in failed.items():
+        print(f"{name}: FAILED, left out: {why}")
+
+    if args.json:
+        doc = {
+            "config": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                          if not k.startswith("_") and k not in ("command", "bench")},
+                       "servers": servers},
+            "environment": {"python": sys.version, "platform": platform.platform(),
+                            "cpus": len(cpus), "server_cpu": server_cpu, "load_cpu": load_cpu,
+                            "clock_tick_s": CLOCK_TICK_S},
+            "runs": [asdict(r) for r in runs],
+            "summary": summary,
+            "hold_summary": hold_summary,
+            "failed": failed,
+        }
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
+    return 1 if failed else 0
