@@ -57,6 +57,14 @@ def _oserror(code: int) -> OSError:
     return OSError(code, os.strerror(code))
 
 
+def _seconds(timeout: Any) -> float:
+    """``PyFloat_AsDouble``'s rules: a number, never a string to parse."""
+    cls = type(timeout)
+    if not (hasattr(cls, "__float__") or hasattr(cls, "__index__")):
+        raise TypeError(f"must be real number, not {cls.__name__}")
+    return float(timeout)
+
+
 def _timeout_ms(timeout: float) -> int:
     """Seconds -> milliseconds rounded up; negative means forever (-1)."""
     if timeout != timeout:
@@ -121,7 +129,7 @@ class Poller:
             raise RuntimeError(f"concurrent poll() on the same {type(self).__name__} object")
         if maxevents == 0:
             raise ValueError("maxevents must be greater than 0, got 0")
-        t = -1.0 if timeout is None else float(timeout)
+        t = -1.0 if timeout is None else _seconds(timeout)
         self._waiting = True
         try:
             ready = self._wait(t, maxevents)

@@ -155,6 +155,7 @@ class _Selector(BaseSelector):
         """Change the events and data of a registered ``fileobj``.
         ``flags=None`` keeps the epoll flags; a one-shot registration is
         re-armed by every modify, even with unchanged events."""
+        self._check_open()  # a closed selector: ValueError, not KeyError
         fd = self._fileobj_lookup(fileobj)
         key = self._fd_to_key.get(fd)
         if key is None:
@@ -165,11 +166,8 @@ class _Selector(BaseSelector):
         if events != key.events or f != old_flags or f & _ONESHOT:
             ev = _check_events(events)
             self._check_open()
-            try:
-                self._poller.modify(fd, _poller_events(ev) | f)
-            except BaseException:
-                self._forget(fd)
-                raise
+            # A modify the kernel refuses changes nothing, here or there.
+            self._poller.modify(fd, _poller_events(ev) | f)
             self._flags[fd] = f
             changed = True
         if data is not key.data and data != key.data:

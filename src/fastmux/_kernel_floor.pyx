@@ -18,12 +18,23 @@ cdef inline double now() noexcept nogil:
     return ts.tv_sec * 1e9 + ts.tv_nsec
 
 
-cdef int *fd_array(fds) except NULL:
-    cdef int *out = <int *>PyMem_Malloc(max(len(fds), 1) * sizeof(int))
+cdef int *fd_array(fds, int *count) except NULL:
+    """A C copy of the ints in ``fds``; its length goes to ``count``.  Copied
+    from a tuple snapshot, so a len() that disagrees with the iteration
+    cannot overrun the buffer, and freed again if an item is not an int."""
+    fds = tuple(fds)
+    cdef int n = len(fds)
+    cdef int i
+    cdef int *out = <int *>PyMem_Malloc(max(n, 1) * sizeof(int))
     if out == NULL:
         raise MemoryError()
-    for i, fd in enumerate(fds):
-        out[i] = fd
+    try:
+        for i in range(n):
+            out[i] = fds[i]
+    except BaseException:
+        PyMem_Free(out)
+        raise
+    count[0] = n
     return out
 
 
@@ -51,8 +62,8 @@ def epoll_wait_ns(int epfd, int maxevents, long iterations):
 
 def epoll_ctl_add_del_ns(int epfd, fds, long rounds):
     """ns per fd for ``EPOLL_CTL_ADD`` (EPOLLIN) followed by ``EPOLL_CTL_DEL``."""
-    cdef int nfds = len(fds)
-    cdef int *arr = fd_array(fds)
+    cdef int nfds
+    cdef int *arr = fd_array(fds, &nfds)
     cdef epoll_event ev
     cdef long r
     cdef int i, bad = 0
@@ -76,8 +87,8 @@ def epoll_ctl_add_del_ns(int epfd, fds, long rounds):
 
 def epoll_ctl_mod_ns(int epfd, fds, long rounds):
     """ns per ``EPOLL_CTL_MOD`` on registered fds, alternating IN and IN|OUT."""
-    cdef int nfds = len(fds)
-    cdef int *arr = fd_array(fds)
+    cdef int nfds
+    cdef int *arr = fd_array(fds, &nfds)
     cdef epoll_event ev
     cdef long r
     cdef int i, bad = 0

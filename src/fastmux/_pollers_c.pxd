@@ -26,6 +26,11 @@ cdef class Poller:
 
 cdef class Epoll(Poller):
     cdef int _epfd
+    # fd -> registered here?  Counts each fd once, so fds closed without
+    # unregister (which the kernel drops by itself) and reused cannot make
+    # _nreg, and with it the event buffer, grow without bound.
+    cdef unsigned char *_marked
+    cdef int _marked_cap
 
     cdef inline int _ctl(self, int op, int fd, uint32_t events) except -1
 

@@ -20,7 +20,9 @@ Policies common to all backends:
   Registering from another thread during a wait is fine.
 """
 from cpython.exc cimport PyErr_CheckSignals, PyErr_SetFromErrno
-from cpython.mem cimport PyMem_Free, PyMem_Realloc
+# PyMem_* here are debug.h's counting wrappers in FASTMUX_DEBUG builds and the
+# CPython functions themselves in release builds.
+from fastmux.includes.debug cimport mem_free as PyMem_Free, mem_realloc as PyMem_Realloc
 from cpython.object cimport PyObject_AsFileDescriptor
 from libc.errno cimport EEXIST, EINTR, ENOENT, errno
 from libc.limits cimport INT_MAX
@@ -29,9 +31,18 @@ from libc.stdint cimport uint32_t
 from libc.string cimport memset
 
 from fastmux.includes cimport system as c
+from fastmux.includes.debug cimport FASTMUX_DEBUG, counters, counters_dict
 from fastmux.includes.system cimport epoll_event, fd_set, pollfd, timespec, timeval
 
 BACKENDS = ("epoll", "poll", "select")
+
+
+def _debug_counters():
+    """Leak counters of a debug build (FASTMUX_DEBUG=1): C buffers allocated,
+    resized and freed, Poller objects created and freed, epoll descriptors
+    opened and closed, with the live balances.  ``{}`` in release builds,
+    where the counting is compiled out."""
+    return counters_dict()
 
 EPOLLIN = c.EPOLLIN
 EPOLLPRI = c.EPOLLPRI
@@ -47,7 +58,7 @@ EPOLLMSG = c.EPOLLMSG
 EPOLLEXCLUSIVE = c.EPOLLEXCLUSIVE
 EPOLLWAKEUP = c.EPOLLWAKEUP
 EPOLLONESHOT = c.EPOLLONESHOT
-EPOLLET = c.EPOLLET
+EPOLLET = <uint32_t>c.EPOLLET  # 1u << 31: an int enum would make it negative
 POLLIN = c.POLLIN
 POLLPRI = c.POLLPRI
 POLLOUT = c.POLLOUT
@@ -82,6 +93,7 @@ cdef int timeout_ms(double timeout) except -2:
 
 cdef int raise_errno(int err) except -1:
     """Raise the OSError subclass for ``err`` (BlockingIOError, ...)."""
+    global errno  # the C errno PyErr_SetFromErrno reads, not a new local
     errno = err
     PyErr_SetFromErrno(OSError)
     return -1
@@ -118,11 +130,15 @@ cdef class Poller:
         self._nreg = 0
         self._waiting = False
         self._closed = False
+        if FASTMUX_DEBUG:
+            counters.objects_created += 1
 
     def __dealloc__(self):
         # Freed only here, never in close(): a thread may still be inside a
         # wait that writes into it when another thread closes the poller.
         PyMem_Free(self._ready)
+        if FASTMUX_DEBUG:
+            counters.objects_freed += 1
 
     def __init__(self):
         if type(self) is Poller:
@@ -212,10 +228,15 @@ cdef class Epoll(Poller):
         self._epfd = c.epoll_create1(c.EPOLL_CLOEXEC)
         if self._epfd < 0:
             raise_errno(errno)
+        if FASTMUX_DEBUG:
+            counters.fds_opened += 1
 
     def __dealloc__(self):
+        PyMem_Free(self._marked)
         if self._epfd >= 0:
             c.close(self._epfd)
+            if FASTMUX_DEBUG:
+                counters.fds_closed += 1
 
     def fileno(self):
         """The epoll instance's own file descriptor."""
@@ -226,6 +247,8 @@ cdef class Epoll(Poller):
     def close(self):
         if not self._closed:
             self._closed = True
+            if FASTMUX_DEBUG and self._epfd >= 0:
+                counters.fds_closed += 1
             c.close(self._epfd)
             self._epfd = -1
 
@@ -241,18 +264,33 @@ cdef class Epoll(Poller):
         return 0
 
     cdef int _add(self, int fd, uint32_t events) except -1:
+        cdef int cap
+        cdef unsigned char *marked
+        if fd >= self._marked_cap:
+            cap = self._marked_cap * 2 if self._marked_cap else 64
+            while cap <= fd:
+                cap *= 2
+            marked = <unsigned char *>PyMem_Realloc(self._marked, cap)
+            if marked == NULL:
+                raise MemoryError()
+            memset(marked + self._marked_cap, 0, cap - self._marked_cap)
+            self._marked = marked
+            self._marked_cap = cap
         self._ctl(c.EPOLL_CTL_ADD, fd, events)
-        self._nreg += 1
+        if not self._marked[fd]:
+            self._marked[fd] = 1
+            self._nreg += 1
         return 0
 
     cdef int _mod(self, int fd, uint32_t events) except -1:
         return self._ctl(c.EPOLL_CTL_MOD, fd, events)
 
     cdef int _del(self, int fd) except -1:
-        self._ctl(c.EPOLL_CTL_DEL, fd, 0)
-        if self._nreg > 0:
+        # Unmarked even if the kernel refuses (EBADF/ENOENT: already gone).
+        if 0 <= fd < self._marked_cap and self._marked[fd]:
+            self._marked[fd] = 0
             self._nreg -= 1
-        return 0
+        return self._ctl(c.EPOLL_CTL_DEL, fd, 0)
 
     cdef int _wait(self, double timeout, int maxevents) except -1:
         cdef int n, err, ms

@@ -11,7 +11,9 @@ the same exceptions with the same messages for invalid events, double
 registration, unknown file objects, and epoll's refusal of regular files.
 Deliberate differences, each documented in the README:
 * a closed selector raises ``ValueError`` on register/modify/select for every
-  backend (the stdlib does so only for epoll);
+  backend (the stdlib: ``ValueError`` or ``KeyError`` for epoll, nothing for
+  poll and select);
+* a refused ``modify`` leaves the registration as it was;
 * ``SelectSelector.register`` rejects fds >= FD_SETSIZE at once, not at the
   next ``select()``;
 * epoll registrations accept extra ``flags`` (see ``EpollSelector``);
@@ -25,7 +27,9 @@ descriptor is closed in the child only, which leaves the parent's instance
 untouched).  The check is one integer comparison per call against a
 generation counter bumped by a ``pthread_atfork`` child handler.
 """
-from cpython.mem cimport PyMem_Free, PyMem_Realloc
+# PyMem_* here are debug.h's counting wrappers in FASTMUX_DEBUG builds and the
+# CPython functions themselves in release builds.
+from fastmux.includes.debug cimport mem_free as PyMem_Free, mem_realloc as PyMem_Realloc
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.object cimport PyObject_AsFileDescriptor
@@ -38,6 +42,7 @@ from collections.abc import Mapping
 
 from fastmux._pollers_c cimport Epoll, Poll, Poller, Select
 from fastmux.includes cimport system as c
+from fastmux.includes.debug cimport FASTMUX_DEBUG, counters, counters_dict
 from fastmux.includes.system cimport epoll_event
 
 SelectorKey = _stdlib_selectors.SelectorKey
@@ -45,10 +50,21 @@ BaseSelector = _stdlib_selectors.BaseSelector
 EVENT_READ = _stdlib_selectors.EVENT_READ
 EVENT_WRITE = _stdlib_selectors.EVENT_WRITE
 
-EPOLLET = c.EPOLLET
+EPOLLET = <uint32_t>c.EPOLLET  # 1u << 31: an int enum would make it negative
 EPOLLONESHOT = c.EPOLLONESHOT
 EPOLLEXCLUSIVE = c.EPOLLEXCLUSIVE
 EPOLLRDHUP = c.EPOLLRDHUP
+
+
+
+def _debug_counters():
+    """Leak counters of a debug build (FASTMUX_DEBUG=1): the selectors' C
+    buffers allocated, resized and freed and selector objects created and
+    freed, with the live balances (their pollers are counted by
+    ``fastmux._pollers_c._debug_counters()``).  ``{}`` in release builds,
+    where the counting is compiled out."""
+    return counters_dict()
+
 
 cdef int C_READ = 1   # EVENT_READ
 cdef int C_WRITE = 2  # EVENT_WRITE
@@ -163,6 +179,15 @@ cdef class _Selector:
     cdef unsigned long _generation
     cdef uint32_t _allowed_flags
 
+    def __cinit__(self):
+        # Until __init__ has made the poller, the selector acts closed: a
+        # subclass that skips __init__ (or cls.__new__(cls)) gets ValueError,
+        # not a NULL poller or a None list dereferenced in C.
+        self._by_fd = []
+        self._closed = True
+        if FASTMUX_DEBUG:
+            counters.objects_created += 1
+
     def __init__(self):
         self._poller = self._new_poller()
         self._nkeys = 0
@@ -173,6 +198,8 @@ cdef class _Selector:
 
     def __dealloc__(self):
         PyMem_Free(self._slots)
+        if FASTMUX_DEBUG:
+            counters.objects_freed += 1
 
     def _new_poller(self):
         raise TypeError("use EpollSelector, PollSelector or SelectSelector")
@@ -292,6 +319,7 @@ cdef class _Selector:
         re-armed by every modify, even with unchanged events."""
         cdef int ev
         cdef uint32_t f
+        self._check_open()  # a closed selector: ValueError, not KeyError
         cdef int fd = self._fd_of(fileobj)
         key = self._key_at(fd)
         if key is None:
@@ -302,11 +330,8 @@ cdef class _Selector:
         if events != old_events or f != self._slots[fd].flags or f & c.EPOLLONESHOT:
             ev = check_events(events)
             self._check_open()
-            try:
-                self._poller._mod(fd, poller_events(ev) | f)
-            except BaseException:
-                self._store(fd, None, 0, 0)
-                raise
+            # A modify the kernel refuses changes nothing, here or there.
+            self._poller._mod(fd, poller_events(ev) | f)
             self._slots[fd].events = ev
             self._slots[fd].flags = f
             changed = True
@@ -334,15 +359,23 @@ cdef class _Selector:
             if t < 0:
                 t = 0
         self._check_open()
-        n = self._poller._wait(t, -1)
+        # Room for every key, as the stdlib sizes it: not the poller's own
+        # count, which drifts up when fds are closed before unregister().
+        n = self._poller._wait(t, self._nkeys if self._nkeys > 0 else 1)
         result = []
         if n == 0:
             return result
-        ready = self._poller._ready
-        by_fd = self._by_fd
-        nslots = PyList_GET_SIZE(by_fd)
-        slots = self._slots
         for i in range(n):
+            # Re-read each time: result.append() may run arbitrary code (a GC
+            # pass and its finalizers, or another thread meanwhile) that
+            # closes this selector or grows its buffers, freeing the ones a
+            # pointer cached before the loop would still read.
+            slots = self._slots
+            if slots == NULL:
+                break  # closed meanwhile
+            ready = self._poller._ready
+            by_fd = self._by_fd
+            nslots = PyList_GET_SIZE(by_fd)
             fd = ready[i].data.fd
             if fd >= nslots:
                 continue
