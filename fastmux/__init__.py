@@ -8,11 +8,20 @@ from __future__ import annotations
 from typing import Any, Dict
 
 from ._version import __version__
+from .reactor import BaseProtocol, DatagramProtocol, Handle, Protocol, Reactor, TimerHandle
 
 __all__ = [
     # version and build
     "__version__",
     "info",
+    # the reactor
+    "Reactor",
+    "Handle",
+    "TimerHandle",
+    # protocols
+    "BaseProtocol",
+    "Protocol",
+    "DatagramProtocol",
 ]
 
 

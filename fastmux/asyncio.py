@@ -1,0 +1,91 @@
+"""The asyncio bridge: asyncio's own loop on fastmux's selectors, in one line.
+
+``asyncio.SelectorEventLoop`` accepts any ``selectors.BaseSelector``; giving
+it ``fastmux.selectors.DefaultSelector()`` moves the readiness polling onto
+fastmux's compiled core while every asyncio API (streams, tasks,
+subprocesses, ...) keeps working unchanged::
+
+    import fastmux.asyncio
+
+    fastmux.asyncio.run(main())            # instead of asyncio.run(main())
+    loop = fastmux.asyncio.new_event_loop()  # instead of asyncio.new_event_loop()
+    fastmux.asyncio.install()              # every new loop, via the policy
+
+``EventLoopPolicy`` is created on first use: asyncio's policy classes are
+deprecated from Python 3.14, and importing this module must not warn.
+"""
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any, Awaitable, Optional, TypeVar
+
+__all__ = ["new_event_loop", "run", "install", "EventLoopPolicy"]
+
+_T = TypeVar("_T")
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A new ``asyncio.SelectorEventLoop`` over ``fastmux.selectors.DefaultSelector()``."""
+    from . import selectors
+
+    return asyncio.SelectorEventLoop(selectors.DefaultSelector())
+
+
+def run(main: Awaitable[_T], *, debug: Optional[bool] = None) -> _T:
+    """``asyncio.run(main)`` on a fastmux-backed loop."""
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
+            return runner.run(main)
+    return _run_legacy(main, debug)  # pragma: no cover - 3.9/3.10
+
+
+def _run_legacy(main: Awaitable[_T], debug: Optional[bool]) -> _T:  # pragma: no cover - 3.9/3.10
+    if asyncio.events._get_running_loop() is not None:
+        raise RuntimeError("fastmux.asyncio.run() cannot be called from a running event loop")
+    loop = new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        if debug is not None:
+            loop.set_debug(debug)
+        return loop.run_until_complete(main)
+    finally:
+        try:
+            tasks = asyncio.all_tasks(loop)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+def _make_policy_class() -> type:
+    class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):  # type: ignore[misc,valid-type]
+        """asyncio's default policy, whose loops use fastmux's selectors."""
+
+        def new_event_loop(self) -> asyncio.AbstractEventLoop:
+            return new_event_loop()
+
+    EventLoopPolicy.__module__ = __name__
+    return EventLoopPolicy
+
+
+_policy_class: Optional[type] = None
+
+
+def __getattr__(name: str) -> Any:
+    global _policy_class
+    if name == "EventLoopPolicy":
+        if _policy_class is None:
+            _policy_class = _make_policy_class()
+        return _policy_class
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def install() -> None:
+    """Make every loop asyncio creates from now on a fastmux-backed one (sets the policy)."""
+    asyncio.set_event_loop_policy(__getattr__("EventLoopPolicy")())

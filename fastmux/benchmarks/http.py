@@ -1,0 +1,622 @@
+"""``fastmux bench http``: an HTTP server's own CPU time per request,
+``fastmux serve http`` against uvloop/asyncio + httptools, nginx and
+``http.server``.
+
+On a 2-core machine ``wrk`` saturates its core before a fast server does,
+so requests/s bunch together and say little.  The primary figure is the CPU
+time the server process (for nginx: master and worker) spends per request,
+user and user+system, read from /proc/<pid>/stat over exactly the measured
+``wrk`` run and divided by the requests it completed.  Requests/s and
+p50/p99 latency are shown beside it.
+
+Workloads (``--workloads``):
+
+``hello``
+    ``GET /`` answered with ``Hello, World`` (text/plain; charset=utf-8,
+    Content-Length, Date), keep-alive.  Servers: fastmux; uvloop and asyncio
+    running a raw httptools protocol written the way a competent user would
+    (parse with httptools, write a prebuilt response with a Date cached per
+    second); nginx (``return 200``); ``http.server`` (ThreadingHTTPServer,
+    HTTP/1.1).
+``static-1k``, ``static-1m``
+    ``GET`` of a 1 KiB / 1 MiB file from a directory: ``fastmux serve http
+    --dir``, nginx (``root``, sendfile on), ``http.server``
+    (SimpleHTTPRequestHandler, HTTP/1.1).
+
+Method: every server runs pinned to CPU 0 and ``wrk -t1`` to CPU 1
+(``--no-pin`` to disable); each run is a fresh server, a short unmeasured
+warm-up ``wrk``, then the measured ``wrk``; rounds are interleaved (every
+server once per workload per round) and the table shows medians.  Each
+server's answer is checked once (status, body) before it is measured.
+nginx is started with a generated configuration in a temporary directory:
+one worker, ``access_log off``, ``daemon off``, pid and logs in that
+directory, ``keepalive_requests`` raised so that wrk's connections stay up
+for the whole run as they do with the other servers.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import site
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+from .._loadtools.procstat import CLOCK_TICK_S, CpuTimes, cpu_times
+
+SERVERS = ("fastmux", "uvloop", "asyncio", "nginx", "httpserver")
+WORKLOADS = ("hello", "static-1k", "static-1m")
+STATIC_FILES = {"static-1k": ("1k.bin", 1024), "static-1m": ("1m.bin", 1 << 20)}
+# Which servers take part in which workload (the raw protocols answer only "/").
+SUPPORTS = {
+    "hello": ("fastmux", "uvloop", "asyncio", "nginx", "httpserver"),
+    "static-1k": ("fastmux", "nginx", "httpserver"),
+    "static-1m": ("fastmux", "nginx", "httpserver"),
+}
+START_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 5.0
+
+
+def _uvloop_installed() -> bool:
+    return importlib.util.find_spec("uvloop") is not None
+
+
+def available_servers() -> List[str]:
+    out = []
+    for name in SERVERS:
+        if name == "uvloop" and not _uvloop_installed():
+            continue
+        if name == "nginx" and shutil.which("nginx") is None:
+            continue
+        out.append(name)
+    return out
+
+
+def _csv(choices: Sequence[str]):
+    def parse(text: str) -> List[str]:
+        names = [v.strip() for v in text.split(",") if v.strip()]
+        unknown = sorted(set(names) - set(choices))
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"unknown {unknown}; choose from {', '.join(choices)}")
+        return names
+
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workloads", type=_csv(WORKLOADS), default=list(WORKLOADS), metavar="A,B",
+                        help=f"from {', '.join(WORKLOADS)} (default: all)")
+    parser.add_argument("--servers", type=_csv(SERVERS), default=None, metavar="A,B",
+                        help=f"from {', '.join(SERVERS)} (default: all that are installed)")
+    parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per run (default 5)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each (default 1)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians shown (default 3)")
+    parser.add_argument("--connections", type=int, default=100, help="wrk connections (default 100)")
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin server and wrk to CPUs 0 and 1")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write every run and the medians here")
+
+
+# ---- the reference servers (run as: python -m fastmux.benchmarks.http serve KIND ...) ----
+
+
+def _raw_httptools_server(kind: str, host: str, port: int) -> None:
+    """A raw httptools protocol on uvloop or asyncio, as a competent user writes it."""
+    import asyncio
+    from email.utils import formatdate
+
+    import httptools
+
+    if kind == "uvloop":
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    body = b"Hello, World"
+    state = {}
+
+    def refresh() -> None:
+        date = formatdate(usegmt=True).encode()
+        head = (b"HTTP/1.1 200 OK\r\nServer: raw\r\nDate: " + date
+                + b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 12\r\n")
+        state["keep"] = head + b"\r\n" + body
+        state["close"] = head + b"Connection: close\r\n\r\n" + body
+        loop.call_later(1.0 - time.time() % 1.0, refresh)
+
+    refresh()
+
+    class Proto(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+            self.parser = httptools.HttpRequestParser(self)
+            self.url = None
+
+        def data_received(self, data):
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserError:
+                self.transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                self.transport.close()
+
+        def on_url(self, url):
+            self.url = url
+
+        def on_message_complete(self):
+            if self.parser.should_keep_alive():
+                self.transport.write(state["keep"])
+            else:
+                self.transport.write(state["close"])
+                self.transport.close()
+
+    server = loop.run_until_complete(loop.create_server(Proto, host, port, backlog=4096))
+    loop.add_signal_handler(signal.SIGTERM, loop.stop)
+    print(f"listening on {host}:{server.sockets[0].getsockname()[1]}", flush=True)
+    loop.run_forever()
+
+
+def _http_server(host: str, port: int, directory: Optional[str]) -> None:
+    """http.server: ThreadingHTTPServer, HTTP/1.1, logging off."""
+    from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet:
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    if directory:
+        class Handler(Quiet, SimpleHTTPRequestHandler):  # type: ignore[misc]
+            def __init__(self, *args: Any, **kw: Any) -> None:
+                super().__init__(*args, directory=directory, **kw)
+    else:
+        class Handler(Quiet, BaseHTTPRequestHandler):  # type: ignore[misc,no-redef]
+            def do_GET(self) -> None:
+                body = b"Hello, World"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+    ThreadingHTTPServer.daemon_threads = True
+    ThreadingHTTPServer.request_queue_size = 4096
+    httpd = ThreadingHTTPServer((host, port), Handler)
+    signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    print(f"listening on {host}:{httpd.server_address[1]}", flush=True)
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+NGINX_CONF = """\
+worker_processes 1;
+daemon off;
+master_process on;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000000;
+    types {{ application/octet-stream bin; text/html html; text/plain txt; }}
+    server {{
+        listen {host}:{port};
+        root {root};
+        location = / {{
+            default_type "text/plain; charset=utf-8";
+            return 200 "Hello, World";
+        }}
+    }}
+}}
+"""
+
+
+# ---- running servers and wrk ----
+
+
+class RunFailed(Exception):
+    """A server did not start, answered wrongly, died, or wrk failed."""
+
+
+@dataclass
+class Setup:
+    host: str
+    root: Path  # the static directory
+    tmp: Path
+    server_cpu: Optional[int]
+    load_cpu: Optional[int]
+    env: Dict[str, str]
+    connections: int
+
+
+def _child_env() -> Dict[str, str]:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    installed = set(site.getsitepackages()) | {site.getusersitepackages()}
+    if root not in installed:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _free_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _pinned(cpu: Optional[int]):
+    if cpu is None:
+        return None
+    # Pin in the child before exec, so nginx's worker (forked later) inherits it.
+    return lambda: os.sched_setaffinity(0, {cpu})
+
+
+def server_command(name: str, workload: str, setup: Setup, port: int, tmp: Path) -> List[str]:
+    static = workload != "hello"
+    host = setup.host
+    if name == "fastmux":
+        cmd = [sys.executable, "-m", "fastmux", "serve", "http", "--host", host, "--port", str(port)]
+        return cmd + (["--dir", str(setup.root)] if static else [])
+    if name in ("uvloop", "asyncio"):
+        return [sys.executable, "-m", "fastmux.benchmarks.http", "serve", name, host, str(port)]
+    if name == "httpserver":
+        cmd = [sys.executable, "-m", "fastmux.benchmarks.http", "serve", "httpserver", host, str(port)]
+        return cmd + ([str(setup.root)] if static else [])
+    if name == "nginx":
+        conf = tmp / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(tmp=tmp, host=host, port=port, root=setup.root))
+        return [shutil.which("nginx") or "nginx", "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "error.log")]
+    raise ValueError(name)
+
+
+def _tail(path: Path, limit: int = 400) -> str:
+    try:
+        text = path.read_text(errors="replace").strip()
+    except OSError:
+        return "(no output)"
+    return text[-limit:] if text else "(no output)"
+
+
+@contextmanager
+def running_server(name: str, workload: str, setup: Setup) -> Iterator[Tuple[subprocess.Popen, int]]:
+    port = _free_port(setup.host)
+    with tempfile.TemporaryDirectory(prefix=f"fastmux-http-{name}-", dir=setup.tmp) as tmpdir:
+        tmp = Path(tmpdir)
+        tmp.chmod(0o755)
+        errlog = tmp / "stderr"
+        with open(errlog, "wb") as err:
+            proc = subprocess.Popen(server_command(name, workload, setup, port, tmp), stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=err, env=setup.env,
+                                    preexec_fn=_pinned(setup.server_cpu))
+        try:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while True:
+                if proc.poll() is not None:
+                    raise RunFailed(f"{name} exited with status {proc.returncode}: {_tail(errlog)}")
+                try:
+                    socket.create_connection((setup.host, port), timeout=1.0).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RunFailed(f"{name} not listening after {START_TIMEOUT_S:.0f} s") from None
+                    time.sleep(0.05)
+            yield proc, port
+            if proc.poll() is not None:
+                raise RunFailed(f"{name} died during the run: {_tail(errlog)}")
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(STOP_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def _path_for(workload: str) -> str:
+    return "/" if workload == "hello" else "/" + STATIC_FILES[workload][0]
+
+
+def check_answer(setup: Setup, port: int, workload: str) -> None:
+    """One request by http.client: the right status and body, or RunFailed."""
+    conn = http.client.HTTPConnection(setup.host, port, timeout=10)
+    try:
+        conn.request("GET", _path_for(workload))
+        resp = conn.getresponse()
+        body = resp.read()
+    except (OSError, http.client.HTTPException) as exc:
+        raise RunFailed(f"check request failed: {exc!r}") from exc
+    finally:
+        conn.close()
+    if resp.status != 200:
+        raise RunFailed(f"check request: status {resp.status}")
+    if workload == "hello":
+        if body != b"Hello, World":
+            raise RunFailed(f"check request: body {body[:40]!r}")
+    elif body != (setup.root / STATIC_FILES[workload][0]).read_bytes():
+        raise RunFailed("check request: file content differs")
+
+
+_WRK_REQS = re.compile(r"(\d+) requests in ([\d.]+)(\w+)")
+_WRK_LAT = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.M)
+_WRK_ERRS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+_WRK_NON2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
+
+
+def run_wrk(setup: Setup, port: int, workload: str, duration: float) -> Dict[str, Any]:
+    url = f"http://{setup.host}:{port}{_path_for(workload)}"
+    cmd = ["wrk", "-t1", f"-c{setup.connections}", f"-d{max(1, round(duration))}s", "--latency", url]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60,
+                             preexec_fn=_pinned(setup.load_cpu), check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise RunFailed("wrk did not finish") from exc
+    if out.returncode != 0:
+        raise RunFailed(f"wrk failed: {out.stderr.strip()[-300:]}")
+    m = _WRK_REQS.search(out.stdout)
+    if not m:
+        raise RunFailed(f"cannot read wrk's output: {out.stdout[-300:]}")
+    unit = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}.get(m.group(3), 1.0)
+    result: Dict[str, Any] = {"requests": int(m.group(1)), "seconds": float(m.group(2)) * unit}
+    for pct, value, unit_text in _WRK_LAT.findall(out.stdout):
+        result[f"p{pct}_ms"] = float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit_text]
+    errs = _WRK_ERRS.search(out.stdout)
+    result["errors"] = sum(int(x) for x in errs.groups()) if errs else 0
+    non2xx = _WRK_NON2XX.search(out.stdout)
+    result["non2xx"] = int(non2xx.group(1)) if non2xx else 0
+    return result
+
+
+@dataclass
+class Run:
+    workload: str
+    server: str
+    round: int
+    ok: bool = False
+    error: str = ""
+    requests: int = 0
+    seconds: float = 0.0
+    cpu_user_s: float = 0.0
+    cpu_sys_s: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    socket_errors: int = 0
+    non2xx: int = 0
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def user_us(self) -> float:
+        return self.cpu_user_s / self.requests * 1e6 if self.requests else float("nan")
+
+    @property
+    def total_us(self) -> float:
+        return (self.cpu_user_s + self.cpu_sys_s) / self.requests * 1e6 if self.requests else float("nan")
+
+
+def measure(setup: Setup, run: Run, duration: float, warmup: float) -> None:
+    with running_server(run.server, run.workload, setup) as (proc, port):
+        check_answer(setup, port, run.workload)
+        if warmup > 0:
+            run_wrk(setup, port, run.workload, warmup)
+        children = run.server == "nginx"  # master + worker
+        before: CpuTimes = cpu_times(proc.pid, children=children)
+        result = run_wrk(setup, port, run.workload, duration)
+        after: CpuTimes = cpu_times(proc.pid, children=children)
+    used = after - before
+    run.requests = result["requests"]
+    run.seconds = result["seconds"]
+    run.cpu_user_s, run.cpu_sys_s = used.user, used.system
+    run.p50_ms = result.get("p50_ms", 0.0)
+    run.p99_ms = result.get("p99_ms", 0.0)
+    run.socket_errors = result["errors"]
+    run.non2xx = result["non2xx"]
+    if run.non2xx:
+        raise RunFailed(f"{run.non2xx} non-2xx responses")
+    run.ok = True
+
+
+# ---- the table ----
+
+
+def _median(runs: List[Run], attr: str) -> float:
+    values = [getattr(r, attr) for r in runs]
+    return statistics.median(values) if values else float("nan")
+
+
+def summarize(runs: List[Run], servers: List[str], workloads: List[str]) -> List[Dict[str, Any]]:
+    rows = []
+    for workload in workloads:
+        for server in servers:
+            if server not in SUPPORTS[workload]:
+                continue
+            good = [r for r in runs if r.ok and r.server == server and r.workload == workload]
+            if not good:
+                rows.append({"workload": workload, "server": server, "runs": 0})
+                continue
+            rows.append({
+                "workload": workload, "server": server, "runs": len(good),
+                "rps": _median(good, "rps"), "user_us": _median(good, "user_us"),
+                "total_us": _median(good, "total_us"), "p50_ms": _median(good, "p50_ms"),
+                "p99_ms": _median(good, "p99_ms"),
+                "socket_errors": sum(r.socket_errors for r in good),
+            })
+    return rows
+
+
+def _label(server: str, workload: str) -> str:
+    if server == "fastmux":
+        return "fastmux serve http" + (" --dir" if workload != "hello" else "")
+    return {"uvloop": "uvloop + httptools (raw)", "asyncio": "asyncio + httptools (raw)",
+            "nginx": "nginx (1 worker)", "httpserver": "http.server (threading)"}[server]
+
+
+def print_table(rows: List[Dict[str, Any]]) -> None:
+    header = f"{'workload':<10} {'server':<26} {'req/s':>9} {'user µs/req':>12} {'user+sys µs/req':>16} " \
+             f"{'p50 ms':>7} {'p99 ms':>7}  {'user vs fastmux':>15}"
+    print(header)
+    print("-" * len(header))
+    for workload in dict.fromkeys(r["workload"] for r in rows):
+        group = [r for r in rows if r["workload"] == workload]
+        ours = next((r for r in group if r["server"] == "fastmux" and r.get("runs")), None)
+        for r in group:
+            label = _label(r["server"], workload)
+            if not r.get("runs"):
+                print(f"{workload:<10} {label:<26} {'(all runs failed)':>9}")
+                continue
+            ratio = ""
+            if ours is not None and r is not ours:
+                ratio = f"{r['user_us'] / ours['user_us']:.2f}x"
+            print(f"{workload:<10} {label:<26} {r['rps']:>9.0f} {r['user_us']:>12.2f} {r['total_us']:>16.2f} "
+                  f"{r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f}  {ratio:>15}")
+        print()
+
+
+def _paired_ratio(runs: List[Run], a: str, b: str) -> Optional[float]:
+    """Median over rounds of user-CPU(a)/user-CPU(b), each pair from one round:
+    steadier than a ratio of medians when the machine's load drifts."""
+    ratios = []
+    for rnd in sorted({r.round for r in runs}):
+        ra = [r for r in runs if r.ok and r.round == rnd and r.workload == "hello" and r.server == a]
+        rb = [r for r in runs if r.ok and r.round == rnd and r.workload == "hello" and r.server == b]
+        if ra and rb and rb[0].user_us > 0:
+            ratios.append(ra[0].user_us / rb[0].user_us)
+    return statistics.median(ratios) if ratios else None
+
+
+def print_targets(rows: List[Dict[str, Any]], runs: List[Run]) -> None:
+    """The issue's targets for hello world, stated against this run's numbers."""
+    hello = {r["server"]: r for r in rows if r["workload"] == "hello" and r.get("runs")}
+    ours = hello.get("fastmux")
+    if ours is None:
+        return
+    lines = []
+    for other, label, target, invert in (
+        ("uvloop", "fastmux / uvloop+httptools user CPU", "<= 0.80", False),
+        ("nginx", "fastmux / nginx user CPU           ", "<= 1.00", False),
+        ("httpserver", "http.server / fastmux user CPU     ", ">= 20", True),
+    ):
+        if other not in hello:
+            continue
+        of_medians = hello[other]["user_us"] / ours["user_us"] if invert else ours["user_us"] / hello[other]["user_us"]
+        paired = _paired_ratio(runs, other, "fastmux") if invert else _paired_ratio(runs, "fastmux", other)
+        lines.append(f"{label}: {of_medians:5.2f} (ratio of medians), "
+                     f"{paired:5.2f} (median of per-round ratios)  target {target}")
+    if lines:
+        print("hello-world targets:")
+        for line in lines:
+            print("  " + line)
+
+
+def _prepare_root(root: Path) -> None:
+    # World-readable: nginx's worker runs as an unprivileged user when the
+    # master runs as root.
+    root.parent.chmod(0o755)
+    root.mkdir(mode=0o755, parents=True, exist_ok=True)
+    for name, size in STATIC_FILES.values():
+        data = (bytes(range(256)) * (size // 256 + 1))[:size]
+        (root / name).write_bytes(data)
+        (root / name).chmod(0o644)
+
+
+def run(args: argparse.Namespace) -> int:
+    if shutil.which("wrk") is None:
+        print("fastmux bench http: needs wrk (https://github.com/wg/wrk) on PATH", file=sys.stderr)
+        return 2
+    servers = args.servers or available_servers()
+    missing = [s for s in servers if s not in available_servers()]
+    if missing:
+        print(f"fastmux bench http: not installed: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    pin = not args.no_pin and hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2
+    cpus = sorted(os.sched_getaffinity(0)) if pin else []
+    runs: List[Run] = []
+    with tempfile.TemporaryDirectory(prefix="fastmux-bench-http-") as tmpdir:
+        tmp = Path(tmpdir)
+        setup = Setup(host=args.host, root=tmp / "www", tmp=tmp, server_cpu=cpus[0] if pin else None,
+                      load_cpu=cpus[1] if pin else None, env=_child_env(), connections=args.connections)
+        _prepare_root(setup.root)
+        if pin:
+            os.sched_setaffinity(0, {cpus[1]})  # keep this process off the server's CPU
+        print(f"# load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print(f"# wrk -t1 -c{args.connections}, {args.duration:g} s runs after {args.warmup:g} s warm-up, "
+              f"{args.rounds} interleaved round(s), medians; "
+              + (f"server on CPU {cpus[0]}, wrk on CPU {cpus[1]}" if pin else "not pinned"), flush=True)
+        for rnd in range(args.rounds):
+            for workload in args.workloads:
+                for server in servers:
+                    if server not in SUPPORTS[workload]:
+                        continue
+                    r = Run(workload=workload, server=server, round=rnd)
+                    try:
+                        measure(setup, r, args.duration, args.warmup)
+                    except RunFailed as exc:
+                        r.error = str(exc)
+                        print(f"  round {rnd + 1} {workload} {server}: FAILED: {exc}", file=sys.stderr, flush=True)
+                    else:
+                        print(f"  round {rnd + 1} {workload:<9} {server:<10} {r.rps:>9.0f} req/s  "
+                              f"user {r.user_us:.2f} µs/req  user+sys {r.total_us:.2f} µs/req", flush=True)
+                    runs.append(r)
+    rows = summarize(runs, servers, args.workloads)
+    print(f"# load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
+          "(other work on the machine shows up in every figure; compare within one run)")
+    print()
+    print_table(rows)
+    print_targets(rows, runs)
+    good = [r for r in runs if r.ok]
+    if good:
+        ticks = min(r.cpu_user_s for r in good) / CLOCK_TICK_S
+        print(f"\nCPU times are counted in {CLOCK_TICK_S * 1e3:.0f} ms ticks; the smallest user-CPU reading "
+              f"was {ticks:.0f} ticks (±2 ticks is the quantisation error).")
+    if args.json:
+        args.json.write_text(json.dumps({"runs": [dict(asdict(r), rps=r.rps, user_us=r.user_us,
+                                                       total_us=r.total_us) for r in runs],
+                                         "medians": rows}, indent=2))
+    return 0 if good else 1
+
+
+def _serve_main(argv: Sequence[str]) -> int:
+    kind, host, port = argv[0], argv[1], int(argv[2])
+    if kind in ("uvloop", "asyncio"):
+        _raw_httptools_server(kind, host, port)
+    elif kind == "httpserver":
+        _http_server(host, port, argv[3] if len(argv) > 3 else None)
+    else:
+        print(f"unknown reference server {kind!r}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "serve":
+        sys.exit(_serve_main(sys.argv[2:]))
+    parser = argparse.ArgumentParser(prog="python -m fastmux.benchmarks.http")
+    add_arguments(parser)
+    sys.exit(run(parser.parse_args()))

@@ -1,0 +1,181 @@
+"""The application hook."""
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+import sys
+
+import pytest
+
+from fastmux.http.app import load_app
+from fastmux.http.request import Request, split_target
+from fastmux.http.static import StaticFiles
+
+from http_helpers import Conn, make_server, parse_responses
+
+
+def run(app, raw, methods=(), **server_kw):
+    conn = Conn(make_server(app=app, **server_kw))
+    return parse_responses(conn.feed(raw), list(methods)), conn
+
+
+def test_tuple_response_and_request_fields():
+    seen = []
+
+    def app(req: Request):
+        seen.append(req)
+        return 201, [("Content-Type", "application/json"), ("X-Thing", "1")], '{"ok": true}'
+
+    (r,), _ = run(app, b"POST /api/items%20x?a=1&b=2 HTTP/1.1\r\nHost: h\r\nX-Y: z\r\nContent-Length: 4\r\n\r\nbody")
+    assert r.status == 201 and r.body == b'{"ok": true}'
+    assert r.header("Content-Type") == "application/json" and r.header("X-Thing") == "1"
+    assert r.header("Content-Length") == "12" and r.header("Date") and r.header("Server") == "fastmux"
+    req = seen[0]
+    assert req.method == "POST" and req.path == "/api/items x" and req.query == "a=1&b=2"
+    assert req.target == "/api/items%20x?a=1&b=2" and req.version == "1.1"
+    assert req.body == b"body" and req.keep_alive
+    assert req.get_header("x-y") == "z" and req.get_header("missing", "d") == "d"
+    assert req.headers == [("Host", "h"), ("X-Y", "z"), ("Content-Length", "4")]
+    assert req.peer == ("127.0.0.1", 12345)
+
+
+def test_chunked_request_body_reaches_app():
+    bodies = []
+
+    def app(req):
+        bodies.append(req.body)
+        return 200, {}, b"ok"
+
+    raw = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    (r,), _ = run(app, raw)
+    assert r.status == 200 and bodies == [b"abcde"]
+    assert r.header("Content-Type") == "application/octet-stream"
+
+
+def test_none_falls_through_to_hello_and_404():
+    def app(req):
+        return None
+
+    resps, _ = run(app, b"GET / HTTP/1.1\r\n\r\nGET /x HTTP/1.1\r\n\r\nPOST /x HTTP/1.1\r\n\r\n")
+    assert [r.status for r in resps] == [200, 404, 405]
+    assert resps[0].body == b"Hello, World"
+
+
+def test_none_falls_through_to_static(tmp_path):
+    (tmp_path / "f.txt").write_text("file")
+
+    def app(req):
+        return (200, [], "dynamic") if req.path == "/dyn" else None
+
+    resps, _ = run(app, b"GET /dyn HTTP/1.1\r\n\r\nGET /f.txt HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+                   static=StaticFiles(str(tmp_path)))
+    assert [r.body for r in resps[:2]] == [b"dynamic", b"file"]
+    assert resps[2].status == 200 and b"f.txt" in resps[2].body  # listing, not hello
+
+
+def test_str_body_is_utf8_with_default_type():
+    (r,), _ = run(lambda req: (200, None, "Grüße, 世界"), b"GET / HTTP/1.1\r\n\r\n")
+    assert r.body == "Grüße, 世界".encode() and r.header("Content-Type") == "text/plain; charset=utf-8"
+
+
+def test_head_gets_length_but_no_body():
+    resps, _ = run(lambda req: (200, [], "12345"), b"HEAD / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n", ["HEAD", "GET"])
+    assert resps[0].header("Content-Length") == "5" and resps[0].body == b""
+    assert resps[1].body == b"12345"
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_no_body_statuses(status):
+    resps, _ = run(lambda req: (status, [], "ignored"), b"GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n")
+    assert [r.status for r in resps] == [status, status]
+    assert all(r.body == b"" and r.header("Content-Length") is None for r in resps)
+
+
+def test_framing_headers_are_the_servers():
+    app = lambda req: (200, [("Content-Length", "999"), ("Connection", "close"), ("Transfer-Encoding", "chunked")], "ab")
+    (r,), conn = run(app, b"GET / HTTP/1.1\r\n\r\n")
+    assert r.header("Content-Length") == "2" and r.header("Connection") == "keep-alive"
+    assert r.header("Transfer-Encoding") is None and not conn.finished
+
+
+def test_app_may_set_server_and_date():
+    (r,), _ = run(lambda req: (200, [("Server", "mine"), ("Date", "whenever")], ""), b"GET / HTTP/1.1\r\n\r\n")
+    assert r.header("Server") == "mine" and r.header("Date") == "whenever"
+
+
+def test_path_body_uses_file(tmp_path):
+    p = tmp_path / "doc.html"
+    p.write_bytes(b"<b>x</b>" * 5000)
+    (r,), _ = run(lambda req: (200, [], p), b"GET / HTTP/1.1\r\n\r\n")
+    assert r.body == p.read_bytes() and r.header("Content-Type") == "text/html; charset=utf-8"
+
+
+def test_file_object_body_from_its_position(tmp_path):
+    p = tmp_path / "data.bin"
+    p.write_bytes(b"0123456789")
+    opened = []
+
+    def app(req):
+        f = open(p, "rb")
+        f.seek(3)
+        opened.append(f)
+        return 200, [], f
+
+    (r,), _ = run(app, b"GET / HTTP/1.1\r\n\r\n")
+    assert r.body == b"3456789"
+    assert opened[0].closed
+
+
+def test_file_body_on_native_sendfile_transport(tmp_path):
+    p = tmp_path / "data.bin"
+    p.write_bytes(os.urandom(50_000))
+    conn = Conn(make_server(app=lambda req: (200, [], p)), sendfile=True)
+    (r,) = parse_responses(conn.feed(b"GET / HTTP/1.1\r\n\r\n"))
+    assert r.body == p.read_bytes() and conn.transport.sent_files
+
+
+@pytest.mark.parametrize("bad", [
+    lambda req: 1 / 0,
+    lambda req: "not a tuple",
+    lambda req: (200, [("X", "a\r\nInjected: yes")], ""),
+    lambda req: (200, [("Bad Name", "v")], ""),
+    lambda req: (99, [], ""),
+    lambda req: (200, [], 12345),
+    lambda req: (200, [], pathlib.Path("/nonexistent/file")),
+])
+def test_app_errors_are_500_and_connection_survives(bad, caplog):
+    caplog.set_level(logging.CRITICAL, logger="fastmux.http")
+    resps, conn = run(bad, b"GET /x HTTP/1.1\r\n\r\n")
+    assert [r.status for r in resps] == [500]
+    assert b"Injected" not in conn.transport.out
+    assert not conn.finished
+
+
+def test_app_sees_keep_alive_false_for_close():
+    seen = []
+    run(lambda req: seen.append(req.keep_alive), b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert seen == [False]
+
+
+def test_split_target():
+    assert split_target(b"/a?b=1#frag") == (b"/a", b"b=1")
+    assert split_target(b"http://h:80/p?q") == (b"/p", b"q")
+    assert split_target(b"http://h") == (b"/", b"")
+    assert split_target(b"http://h?x") == (b"/", b"x")
+    assert split_target(b"*") == (b"*", b"")
+
+
+def test_load_app(tmp_path, monkeypatch):
+    (tmp_path / "myapp_for_test.py").write_text("class Box:\n    def app(req):\n        return None\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    try:
+        fn = load_app("myapp_for_test:Box.app")
+        assert callable(fn)
+        with pytest.raises(ValueError):
+            load_app("no_colon")
+        with pytest.raises(AttributeError):
+            load_app("myapp_for_test:missing")
+    finally:
+        sys.modules.pop("myapp_for_test", None)

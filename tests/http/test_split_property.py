@@ -1,0 +1,171 @@
+"""Property-based: a request stream split at arbitrary read boundaries gets
+the same answers as when it arrives in one read.
+
+The protocol is driven directly with a fake transport (fast); a few cases
+also go through a real socket (test_e2e.py)."""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import List, Tuple
+
+import pytest
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from http_helpers import Conn, make_server, parse_responses, recv_responses, strip_date
+
+# FASTMUX_HYPOTHESIS_EXAMPLES=5000 for a longer hunt.
+SETTINGS = settings(
+    max_examples=int(os.environ.get("FASTMUX_HYPOTHESIS_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+token = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-", min_size=1, max_size=12)
+value = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789 ,;=/()", max_size=30).map(str.strip)
+paths = st.sampled_from(["/", "/?q=1", "/x", "/a/b%20c", "/" + "p" * 300])
+methods = st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"])
+bodies = st.one_of(st.none(), st.binary(max_size=300))
+
+
+@st.composite
+def request(draw) -> Tuple[bytes, str, str, bytes]:
+    method = draw(methods)
+    path = draw(paths)
+    headers = [("Host", "example")]
+    for name, val in draw(st.lists(st.tuples(token, value), max_size=5)):
+        if name.lower() in ("content-length", "transfer-encoding", "connection", "expect", "host", "upgrade"):
+            continue
+        headers.append((name, val))
+    body = draw(bodies)
+    chunked = body is not None and draw(st.booleans())
+    raw_body = b""
+    if body is not None:
+        if chunked:
+            headers.append(("Transfer-Encoding", "chunked"))
+            sizes = draw(st.lists(st.integers(1, 64), max_size=8))
+            pos = 0
+            for size in sizes:
+                piece = body[pos:pos + size]
+                if not piece:
+                    break
+                raw_body += b"%x\r\n%s\r\n" % (len(piece), piece)
+                pos += len(piece)
+            body = body[:pos]
+            raw_body += b"0\r\n\r\n"
+        else:
+            headers.append(("Content-Length", str(len(body))))
+            raw_body = body
+    head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{n}: {v}\r\n" for n, v in headers) + "\r\n"
+    return head.encode() + raw_body, method, path, body or b""
+
+
+def expected_status(method: str, path: str) -> int:
+    if method not in ("GET", "HEAD"):
+        return 405
+    return 200 if path.split("?")[0] == "/" else 404
+
+
+def split(data: bytes, cuts: List[int]) -> List[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    pieces, last = [], 0
+    for p in points + [len(data)]:
+        pieces.append(data[last:p])
+        last = p
+    return [p for p in pieces if p]
+
+
+@SETTINGS
+@given(reqs=st.lists(request(), min_size=1, max_size=8), cuts=st.lists(st.integers(0, 10_000), max_size=30))
+def test_split_reads_same_responses(reqs, cuts):
+    stream = b"".join(r[0] for r in reqs)
+    whole = Conn(make_server()).feed(stream)
+    pieces = Conn(make_server()).feed(*split(stream, cuts))
+    assert strip_date(pieces) == strip_date(whole)
+    resps = parse_responses(whole, [r[1] for r in reqs])
+    assert [r.status for r in resps] == [expected_status(r[1], r[2]) for r in reqs]
+
+
+@SETTINGS
+@given(reqs=st.lists(request(), min_size=1, max_size=6), cuts=st.lists(st.integers(0, 10_000), max_size=30))
+def test_app_sees_every_body_whatever_the_splits(reqs, cuts):
+    seen = []
+
+    def app(req):
+        seen.append((req.method, req.body))
+        return 200, [("X-Len", str(len(req.body)))], req.body
+
+    stream = b"".join(r[0] for r in reqs)
+    conn = Conn(make_server(app=app))
+    out = conn.feed(*split(stream, cuts))
+    assert seen == [(r[1], r[3]) for r in reqs]
+    resps = parse_responses(out, [r[1] for r in reqs])
+    assert [r.body for r in resps] == [b"" if r[1] == "HEAD" else r[3] for r in reqs]
+
+
+@SETTINGS
+@given(garbage=st.binary(max_size=400), cuts=st.lists(st.integers(0, 10_000), max_size=10),
+       prefix=st.booleans())
+def test_garbage_never_breaks_the_protocol(garbage, cuts, prefix):
+    stream = (b"GET / HTTP/1.1\r\n\r\n" if prefix else b"") + garbage
+    conn = Conn(make_server())
+    out = conn.feed(*split(stream, cuts))
+    conn.protocol.eof_received()
+    resps = parse_responses(out)  # whatever came out is well-formed HTTP
+    for r in resps[:-1]:
+        assert r.status == 200
+    if resps and resps[-1].status >= 400:
+        assert resps[-1].header("Connection") == "close" and conn.finished
+    conn.lose()
+
+
+@SETTINGS
+@given(mutations=st.lists(st.tuples(st.integers(0, 200), st.binary(min_size=1, max_size=3)), min_size=1, max_size=4),
+       cuts=st.lists(st.integers(0, 10_000), max_size=10))
+def test_mutated_requests_get_one_answer_each_or_an_error(mutations, cuts):
+    base = bytearray(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n\r\n")
+    for pos, junk in mutations:
+        pos %= len(base)
+        base[pos:pos + len(junk)] = junk
+    stream = bytes(base)
+    whole = Conn(make_server()).feed(stream)
+    pieces_conn = Conn(make_server())
+    pieces = pieces_conn.feed(*split(stream, cuts))
+    # Splitting must not change the outcome (status codes, in order).  One
+    # exception: llhttp reports an unknown method token and non-token bytes
+    # alike, and the protocol tells them apart by looking at the start of
+    # the read, so a split can turn a 501 into a 400: both are "rejected,
+    # connection closed".
+    def outcome(data):
+        return [400 if r.status == 501 else r.status for r in parse_responses(data)]
+
+    assert outcome(whole) == outcome(pieces)
+
+
+# -- a few of the same cases over a real socket, through the CLI ----------------
+
+
+@pytest.fixture(scope="module")
+def real_server():
+    from http_helpers import CliServer
+
+    srv = CliServer()
+    yield srv
+    srv.stop()
+
+
+@settings(max_examples=int(os.environ.get("FASTMUX_HYPOTHESIS_SOCKET_EXAMPLES", "15")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(reqs=st.lists(request(), min_size=1, max_size=5), cuts=st.lists(st.integers(0, 10_000), max_size=8))
+def test_split_over_a_real_socket(real_server, reqs, cuts):
+    stream = b"".join(r[0] for r in reqs)
+    with real_server.connect() as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for piece in split(stream, cuts):
+            s.sendall(piece)
+            time.sleep(0.002)  # let the server read each piece on its own
+        resps = recv_responses(s, len(reqs), [r[1] for r in reqs])
+    assert [r.status for r in resps] == [expected_status(r[1], r[2]) for r in reqs]
