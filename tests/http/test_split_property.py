@@ -169,3 +169,63 @@ def test_split_over_a_real_socket(real_server, reqs, cuts):
             time.sleep(0.002)  # let the server read each piece on its own
         resps = recv_responses(s, len(reqs), [r[1] for r in reqs])
     assert [r.status for r in resps] == [expected_status(r[1], r[2]) for r in reqs]
+
+
+# -- flow control: pipelined files, a slow reader, arbitrary drain points ------
+
+
+@pytest.fixture(scope="module")
+def files_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("www")
+    (root / "big").write_bytes(bytes(range(256)) * 800)  # 200 KiB: streamed / sendfile
+    (root / "small").write_bytes(b"s" * 100)  # inline
+    return root
+
+
+FILE_REQS = {
+    "big": b"GET /big HTTP/1.1\r\n\r\n",
+    "small": b"GET /small HTTP/1.1\r\n\r\n",
+    "range": b"GET /big HTTP/1.1\r\nRange: bytes=70000-140000\r\n\r\n",
+    "missing": b"GET /missing HTTP/1.1\r\n\r\n",
+    "head": b"HEAD /big HTTP/1.1\r\n\r\n",
+}
+
+
+@settings(max_examples=int(os.environ.get("FASTMUX_HYPOTHESIS_EXAMPLES", "150")) // 3, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(kinds=st.lists(st.sampled_from(sorted(FILE_REQS)), min_size=1, max_size=12),
+       cuts=st.lists(st.integers(0, 10_000), max_size=6),
+       drains=st.lists(st.booleans(), max_size=30), native=st.booleans(), close=st.booleans())
+def test_pipelined_files_with_a_slow_reader(files_root, kinds, cuts, drains, native, close):
+    from fastmux.http.static import StaticFiles
+
+    stream = b"".join(FILE_REQS[k] for k in kinds)
+    if close:
+        stream += b"GET /small HTTP/1.1\r\nConnection: close\r\n\r\n"
+    conn = Conn(make_server(static=StaticFiles(str(files_root)), limits=dict(max_pipeline=3)),
+                high_water=65536, sendfile=native)
+    fds = len(os.listdir("/proc/self/fd"))
+    drain_points = iter(drains)
+    for piece in split(stream, cuts):
+        if conn.transport.reading or next(drain_points, True):
+            conn.transport.drain()
+        conn.protocol.data_received(piece)  # the test ignores pause_reading, as a race would
+        assert len(os.listdir("/proc/self/fd")) <= fds + 1  # one file at a time, at most
+    for _ in range(500):
+        conn.transport.drain()
+        if not conn.protocol._queue and not conn.protocol._deferred:
+            break
+    methods = ["HEAD" if k == "head" else "GET" for k in kinds] + (["GET"] if close else [])
+    resps = parse_responses(conn.transport.take(), methods)
+    big = (files_root / "big").read_bytes()
+    expected = {"big": (200, big), "small": (200, b"s" * 100), "range": (206, big[70000:140001]),
+                "missing": (404, None), "head": (200, b"")}
+    assert len(resps) == len(methods)
+    for kind, r in zip(kinds, resps):
+        status, body = expected[kind]
+        assert r.status == status
+        if body is not None:
+            assert r.body == body
+    assert conn.finished == close
+    conn.lose()
+    assert len(os.listdir("/proc/self/fd")) == fds
