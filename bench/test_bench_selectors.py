@@ -22,6 +22,11 @@ def _case_id(case):
     return f"N{case[0]}-K{case[1]}"
 
 
+def _skip_if_select_cannot_watch(backend, socks):
+    if w.select_cannot_watch(backend, socks):
+        pytest.skip("select() cannot watch fds >= FD_SETSIZE")
+
+
 @pytest.fixture(scope="module", params=SELECT_CASES, ids=_case_id)
 def socket_set(request):
     n, k = request.param
@@ -34,8 +39,7 @@ def socket_set(request):
 @pytest.mark.parametrize("backend", ["epoll", "poll", "select"])
 def test_select_zero(benchmark, socket_set, impl, backend):
     (n, k), socks = socket_set
-    if backend == "select" and max(socks.fds()) >= w.SELECT_FD_LIMIT:
-        pytest.skip("select() cannot watch fds >= FD_SETSIZE")
+    _skip_if_select_cannot_watch(backend, socks.socks)
     benchmark.group = f"select(0) {backend} N={n} K={k}"
     select = w.select_call(impl, backend, socks)
     assert len(benchmark(select)) == k
@@ -45,8 +49,7 @@ def test_select_zero(benchmark, socket_set, impl, backend):
 def test_raw_stdlib_poll(benchmark, socket_set, backend):
     """The stdlib select module's own call: less than a selector must build."""
     (n, k), socks = socket_set
-    if backend == "select" and max(socks.fds()) >= w.SELECT_FD_LIMIT:
-        pytest.skip("select() cannot watch fds >= FD_SETSIZE")
+    _skip_if_select_cannot_watch(backend, socks.socks)
     benchmark.group = f"select(0) {backend} N={n} K={k}"
     benchmark(w.raw_poll_call(backend, socks))
 
@@ -61,8 +64,7 @@ def ops_sockets():
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("backend", ["epoll", "poll", "select"])
 def test_register_unregister_1000(benchmark, ops_sockets, impl, backend):
-    if backend == "select" and max(s.fileno() for s in ops_sockets) >= w.SELECT_FD_LIMIT:
-        pytest.skip("select() cannot watch fds >= FD_SETSIZE")
+    _skip_if_select_cannot_watch(backend, ops_sockets)
     benchmark.group = f"register+unregister x1000 {backend}"
     benchmark(w.register_unregister_call(impl, backend, ops_sockets))
 
@@ -70,7 +72,6 @@ def test_register_unregister_1000(benchmark, ops_sockets, impl, backend):
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("backend", ["epoll", "poll", "select"])
 def test_modify_2000(benchmark, ops_sockets, impl, backend):
-    if backend == "select" and max(s.fileno() for s in ops_sockets) >= w.SELECT_FD_LIMIT:
-        pytest.skip("select() cannot watch fds >= FD_SETSIZE")
+    _skip_if_select_cannot_watch(backend, ops_sockets)
     benchmark.group = f"modify x2000 {backend}"
     benchmark(w.modify_call(impl, backend, ops_sockets))

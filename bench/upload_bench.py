@@ -41,11 +41,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Tuple
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# Run against this checkout's fastmux, whether or not one is installed.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from fastmux._loadtools.harness import start_announced, stop  # noqa: E402
 from fastmux._loadtools.procstat import cpu_times  # noqa: E402
 
 SOCKETSERVER_SERVER = r'''
@@ -144,28 +145,14 @@ SERVERS = {
 }
 
 
-def _pin(cpu: Optional[int]):
-    if cpu is None:
-        return None
-    return lambda: os.sched_setaffinity(0, {cpu})
-
-
-def start_server(name: str, updir: str, cpu: Optional[int]) -> subprocess.Popen:
+def start_server(name: str, updir: str, pin: bool) -> Tuple[subprocess.Popen, int]:
     kind, extra = SERVERS[name]
     if kind == "fastmux":
         argv = [sys.executable, "-m", "fastmux", "serve", "upload", "--port", "0", "--dir", updir,
                 "--max-size", "64G", "--log-level", "warning", *extra]
     else:
         argv = [sys.executable, "-c", extra, updir]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
-                            cwd=str(ROOT), preexec_fn=_pin(cpu))
-    line = proc.stdout.readline().decode()
-    if not line.startswith("listening on "):
-        proc.kill()
-        raise RuntimeError(f"{name}: no ready line ({line!r})")
-    proc.port = int(line.split()[-1].rsplit(":", 1)[1])  # type: ignore[attr-defined]
-    return proc
+    return start_announced(name, argv, 0 if pin else None)
 
 
 def _line(sock: socket.socket) -> bytes:
@@ -211,13 +198,13 @@ def sha256_file(path: Path) -> str:
 
 
 def bench(name: str, src: Path, digest: str, size: int, runs: int, updir: Path, pin: bool) -> Dict:
-    proc = start_server(name, str(updir), 0 if pin else None)
+    proc, port = start_server(name, str(updir), pin)
     rates, cpus = [], []
     try:
         for i in range(runs):
             target = f"bench-{i}.bin"
             before = cpu_times(proc.pid)
-            seconds = upload_once(name, proc.port, src, size, target)  # type: ignore[attr-defined]
+            seconds = upload_once(name, port, src, size, target)
             used = cpu_times(proc.pid) - before
             stored = updir / target
             deadline = time.monotonic() + 30
@@ -231,13 +218,7 @@ def bench(name: str, src: Path, digest: str, size: int, runs: int, updir: Path, 
             print(f"  {name:16s} run {i + 1}: {rates[-1]:7.0f} MiB/s, server CPU {cpus[-1]:.2f} s/GiB "
                   f"(user {used.user:.2f}s sys {used.system:.2f}s)", file=sys.stderr)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
+        stop(proc, timeout_s=30)
     return {"server": name, "mib_s": statistics.median(rates), "cpu_s_per_gib": statistics.median(cpus),
             "runs": runs, "all_mib_s": rates, "all_cpu_s_per_gib": cpus}
 

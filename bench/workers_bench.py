@@ -27,66 +27,33 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, Optional, Set
+from typing import Dict, Optional, Set, Tuple
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# Run against this checkout's fastmux, whether or not one is installed.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fastmux._loadtools.procstat import cpu_times  # noqa: E402
+from fastmux._loadtools import harness  # noqa: E402
+from fastmux._loadtools.procstat import CpuTimes, cpu_times  # noqa: E402
 
 
-def start_server(workers: int, cpus: Optional[Set[int]]) -> subprocess.Popen:
+def start_server(workers: int, cpus: Optional[Set[int]]) -> Tuple[subprocess.Popen, int]:
     argv = [sys.executable, "-m", "fastmux", "serve", "echo", "--port", "0", "--log-level", "warning"]
     if workers:
         argv += ["--workers", str(workers)]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=str(ROOT),
-                            preexec_fn=pin)
-    line = proc.stdout.readline().decode()
-    if not line.startswith("listening on "):
-        proc.kill()
-        raise RuntimeError(f"server did not start: {line!r}")
-    proc.port = int(line.split()[-1].rsplit(":", 1)[1])  # type: ignore[attr-defined]
-    return proc
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    proc.stdout.close()
+    return harness.start_announced("server", argv, cpus)
 
 
 def run_loadgen(loadgen: Path, port: int, conns: int, size: int, duration: float, server_pid: int,
                 cpus: Optional[Set[int]]) -> Dict:
-    cmd = [str(loadgen), "--marks", "-c", str(conns), "-s", str(size), "-d", str(duration), "-w", "1",
-           "127.0.0.1", str(port)]
-    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=pin)
-    cpu0 = cpu1 = None
-    result = None
-    deadline = time.monotonic() + duration + 60
-    for line in proc.stdout:
-        line = line.strip()
-        if line == "#start":
-            cpu0 = cpu_times(server_pid, children=True)
-        elif line == "#stop":
-            cpu1 = cpu_times(server_pid, children=True)
-        elif line.startswith("{"):
-            result = json.loads(line)
-        if time.monotonic() > deadline:
-            proc.kill()
-            break
-    proc.wait(30)
-    if result is None or cpu0 is None or cpu1 is None:
-        raise RuntimeError(f"loadgen failed: {proc.stderr.read()}")
-    proc.stderr.close()
-    used = cpu1 - cpu0
-    result["server_cpu_s"] = used.total
+    cpu: Dict[str, CpuTimes] = {}
+
+    def on_mark(mark: str) -> None:
+        cpu[mark] = cpu_times(server_pid, children=True)  # at "start" and "stop"
+
+    warmup = 1.0
+    args = ["-c", str(conns), "-s", str(size), "-d", str(duration), "-w", str(warmup)]
+    result = harness.run_loadgen(loadgen, "127.0.0.1", port, args, warmup + duration, on_mark, cpus)
+    result["server_cpu_s"] = (cpu["stop"] - cpu["start"]).total
     return result
 
 
@@ -172,20 +139,20 @@ def main() -> int:
             server_cpus, client_cpus, shared = set(range(min(n, ncpu))), {ncpu - 1}, True
         runs = []
         for r in range(args.rounds):
-            proc = start_server(n, server_cpus)
+            proc, port = start_server(n, server_cpus)
             try:
                 time.sleep(0.3)
                 if loadgen is not None:
-                    res = run_loadgen(loadgen, proc.port, args.connections, args.size, args.duration,  # type: ignore
+                    res = run_loadgen(loadgen, port, args.connections, args.size, args.duration,
                                       proc.pid, client_cpus)
                 else:
-                    res = run_python_client(proc.port, args.connections, args.size, args.duration,  # type: ignore
+                    res = run_python_client(port, args.connections, args.size, args.duration,
                                             proc.pid, args.client_procs, client_cpus)
-            finally:
-                stop_server(proc)
-            if res.get("errors") or res.get("mismatches"):
-                print(f"  workers={n} round {r + 1}: FAILED {res}", file=sys.stderr)
+            except harness.RunFailed as exc:
+                print(f"  workers={n} round {r + 1}: FAILED {exc}", file=sys.stderr)
                 continue
+            finally:
+                harness.stop(proc, timeout_s=30)
             res["cpu_us_per_req"] = res["server_cpu_s"] / res["requests"] * 1e6
             runs.append(res)
             print(f"  workers={n} round {r + 1}: {res['rps']:9.0f} req/s, server {res['cpu_us_per_req']:.2f} "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import resource
 import selectors as stdlib_selectors
 import socket
-from typing import Callable, Dict, List
+from typing import Callable, Dict, Iterable, List
 
 import fastmux.selectors as fast_selectors
 
@@ -24,6 +24,11 @@ def raise_fd_limit(needed: int) -> None:
         if hard != resource.RLIM_INFINITY and hard < needed:
             raise RuntimeError(f"needs {needed} fds, hard limit is {hard}")
         resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
+def select_cannot_watch(backend: str, socks: Iterable[socket.socket]) -> bool:
+    """True when ``backend`` is select() and some socket's fd is past FD_SETSIZE."""
+    return backend == "select" and max(s.fileno() for s in socks) >= SELECT_FD_LIMIT
 
 
 class SocketSet:

@@ -21,25 +21,18 @@ The fastmux server measured is the one a user gets from
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
-import signal
-import site
-import socket
-import statistics
-import subprocess
 import sys
-import tempfile
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .._loadtools import BuildError, executable
+from .._loadtools.harness import (RunFailed, child_env, csv_choices, median_of, pick_cpus, run_loadgen,
+                                  running_on, running_server, uvloop_installed)
 from .._loadtools.procstat import CLOCK_TICK_S, CpuTimes, cpu_times, rss_bytes, tick_error
 from .._loadtools.reference_servers import raise_fd_limit
 
@@ -47,17 +40,10 @@ SERVERS = ("floor", "fastmux", "uvloop", "asyncio", "selectors")
 MIN_RELIABLE_S = 3.0        # below this the 10 ms CPU tick starts to matter
 HOLD_IDLE_S = 1.0           # connections sit idle this long in a hold run...
 HOLD_SETTLE_S = 0.5         # ...and the server's RSS is read this far into it
-START_TIMEOUT_S = 20.0
-STOP_TIMEOUT_S = 5.0
-LOADGEN_SLACK_S = 30.0      # beyond its own run time before the load generator is killed
-
-
-def _uvloop_installed() -> bool:
-    return importlib.util.find_spec("uvloop") is not None
 
 
 def _default_servers() -> List[str]:
-    return [s for s in SERVERS if s != "uvloop" or _uvloop_installed()]
+    return [s for s in SERVERS if s != "uvloop" or uvloop_installed()]
 
 
 def _csv_ints(text: str) -> List[int]:
@@ -70,14 +56,6 @@ def _csv_ints(text: str) -> List[int]:
     return values
 
 
-def _csv_servers(text: str) -> List[str]:
-    names = [v.strip() for v in text.split(",") if v.strip()]
-    unknown = sorted(set(names) - set(SERVERS))
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown server(s) {unknown}; choose from {', '.join(SERVERS)}")
-    return names
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", type=_csv_ints, default=[64, 1024, 16384], metavar="N,N,...",
                         help="message sizes in bytes (default 64,1024,16384)")
@@ -85,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per run (default 5)")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each (default 1)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are shown (default 3)")
-    parser.add_argument("--servers", type=_csv_servers, default=None, metavar="A,B,...",
+    parser.add_argument("--servers", type=csv_choices(SERVERS), default=None, metavar="A,B,...",
                         help=f"servers to run, from {', '.join(SERVERS)} "
                              "(default: all; uvloop only when installed)")
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to use (default 127.0.0.1)")
@@ -99,11 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write every run and the medians here")
 
 
-# ---- processes ----
-
-
-class RunFailed(Exception):
-    """A server did not start, died, or echoed wrongly."""
+# ---- the servers ----
 
 
 @dataclass
@@ -116,35 +90,6 @@ class Setup:
     env: Dict[str, str]
 
 
-def _pin(pid: int, cpu: Optional[int]) -> None:
-    # Right after Popen the child has exactly one thread, so pinning it pins
-    # everything it later starts too.
-    if cpu is not None:
-        os.sched_setaffinity(pid, {cpu})
-
-
-def _child_env() -> Dict[str, str]:
-    """Environment in which ``python -m fastmux ...`` imports this same fastmux.
-
-    From a source checkout the package is not on the child's path unless we
-    put it there; an installed fastmux already is, and its site-packages must
-    not be pushed ahead of the standard library.
-    """
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    installed = set(site.getsitepackages()) | {site.getusersitepackages()}
-    if root not in installed:
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return env
-
-
-def _free_port(host: str) -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 def server_command(name: str, setup: Setup, port: int) -> List[str]:
     if name == "floor":
         assert setup.floor is not None
@@ -153,81 +98,6 @@ def server_command(name: str, setup: Setup, port: int) -> List[str]:
         return [sys.executable, "-m", "fastmux", "serve", "echo", "--host", setup.host, "--port", str(port)]
     return [sys.executable, "-m", "fastmux._loadtools.reference_servers", name,
             "--host", setup.host, "--port", str(port)]
-
-
-def _tail(path: Path, limit: int = 400) -> str:
-    text = path.read_text(errors="replace").strip()
-    return text[-limit:] if text else "(no output)"
-
-
-@contextmanager
-def running_server(name: str, setup: Setup) -> Iterator[Tuple[subprocess.Popen, int]]:
-    """Start server ``name`` on a free port, wait until it accepts; stop it after."""
-    port = _free_port(setup.host)
-    with tempfile.TemporaryDirectory(prefix="fastmux-bench-") as tmp:
-        errlog = Path(tmp) / "stderr"
-        with open(errlog, "wb") as err:
-            proc = subprocess.Popen(server_command(name, setup, port), stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=err, env=setup.env)
-        try:
-            _pin(proc.pid, setup.server_cpu)
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while True:
-                if proc.poll() is not None:
-                    raise RunFailed(f"exited with status {proc.returncode} before listening: {_tail(errlog)}")
-                try:
-                    socket.create_connection((setup.host, port), timeout=1.0).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise RunFailed(f"not listening on port {port} after {START_TIMEOUT_S:.0f} s") from None
-                    time.sleep(0.05)
-            yield proc, port
-            if proc.poll() is not None:
-                raise RunFailed(f"exited with status {proc.returncode} during the run: {_tail(errlog)}")
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(STOP_TIMEOUT_S)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-
-
-def run_loadgen(setup: Setup, port: int, args: Sequence[str], budget_s: float,
-                on_mark: Callable[[str], None]) -> Dict[str, Any]:
-    """Run the load generator; call ``on_mark`` at its phase marks; return its JSON."""
-    cmd = [str(setup.loadgen), "--marks", *args, setup.host, str(port)]
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    _pin(proc.pid, setup.load_cpu)
-    # loadgen bounds itself (--timeout); this is only a backstop against a hang.
-    killer = threading.Timer(budget_s + LOADGEN_SLACK_S, proc.kill)
-    killer.start()
-    result: Optional[Dict[str, Any]] = None
-    try:
-        assert proc.stdout is not None and proc.stderr is not None
-        for line in proc.stdout:
-            if line.startswith("#"):
-                on_mark(line[1:].strip())
-            elif line.strip():
-                result = json.loads(line)
-        stderr = proc.stderr.read().strip()
-        proc.wait()
-    finally:
-        killer.cancel()
-        proc.stdout.close()  # type: ignore[union-attr]
-        proc.stderr.close()  # type: ignore[union-attr]
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    if result is None:
-        raise RunFailed(f"load generator exited with status {proc.returncode}: {stderr or 'no result'}")
-    if result["mismatches"] or result["errors"] or proc.returncode != 0:
-        raise RunFailed(f"{result['mismatches']} mismatches, {result['errors']} errors, "
-                        f"{result['established']}/{result['connections']} connected: {result['first_error']}")
-    return result
 
 
 # ---- one measured run ----
@@ -264,7 +134,10 @@ class Run:
 
 def measure(setup: Setup, run: Run, loadgen_args: List[str], budget_s: float) -> None:
     """Run the load against a fresh ``run.server``; fill in ``run``."""
-    with running_server(run.server, setup) as (proc, port):
+    def command(port: int, _tmp: Path) -> List[str]:
+        return server_command(run.server, setup, port)
+
+    with running_server(command, setup.host, setup.env, setup.server_cpu) as (proc, port):
         pid = proc.pid
         cpu: Dict[str, CpuTimes] = {}
         if run.hold:
@@ -284,7 +157,7 @@ def measure(setup: Setup, run: Run, loadgen_args: List[str], budget_s: float) ->
             except OSError as exc:
                 raise RunFailed(f"server process vanished during the run ({exc})") from None
 
-        result = run_loadgen(setup, port, loadgen_args, budget_s, on_mark)
+        result = run_loadgen(setup.loadgen, setup.host, port, loadgen_args, budget_s, on_mark, setup.load_cpu)
     used = cpu["stop"] - cpu["start"]
     run.loadgen = result
     run.requests = result["requests"]
@@ -309,10 +182,6 @@ def _size_label(n: int) -> str:
     return f"{n} B"
 
 
-def _median(runs: List[Run], attr: str) -> float:
-    return statistics.median(getattr(r, attr) for r in runs)
-
-
 def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}" if a and b else "-"
 
@@ -328,8 +197,8 @@ def summarize(runs: List[Run], servers: List[str], sizes: List[int]) -> List[Dic
             row: Dict[str, Any] = {"server": name, "size": size, "runs": len(good)}
             for attr in ("rps", "user_us", "total_us", "p50_us", "p99_us", "client_busy",
                          "server_cpu_s", "rss_base", "rss_idle", "rss_loaded"):
-                row[attr] = _median(good, attr)
-            row["rss_per_conn"] = statistics.median(r.rss_per_conn for r in good)
+                row[attr] = median_of(good, attr)
+            row["rss_per_conn"] = median_of(good, "rss_per_conn")
             out.append(row)
     return out
 
@@ -426,7 +295,7 @@ def _execute(plan: List[Tuple[Run, List[str], float]], setup: Setup) -> Tuple[Li
 
 def run(args: argparse.Namespace) -> int:
     servers: List[str] = args.servers or _default_servers()
-    if "uvloop" in servers and not _uvloop_installed():
+    if "uvloop" in servers and not uvloop_installed():
         print("fastmux bench echo: uvloop is not installed (pip install uvloop)", file=sys.stderr)
         return 2
     if args.rounds < 1 or args.duration <= 0 or args.warmup < 0 or args.connections < 1 or args.hold < 0:
@@ -444,19 +313,13 @@ def run(args: argparse.Namespace) -> int:
               "(ulimit -Hn) or use fewer connections", file=sys.stderr)
         return 2
 
-    cpus = sorted(os.sched_getaffinity(0))
-    server_cpu, load_cpu = (cpus[0], cpus[1]) if len(cpus) >= 2 and not args.no_pin else (None, None)
-    setup = Setup(args.host, loadgen, floor, server_cpu, load_cpu, _child_env())
+    server_cpu, load_cpu = pick_cpus(args.no_pin)
+    setup = Setup(args.host, loadgen, floor, server_cpu, load_cpu, child_env())
     print(f"echo: {len(servers)} servers x {len(args.sizes)} sizes x {args.rounds} round(s), "
           f"{args.duration:g} s measured per run; server on CPU {server_cpu}, load generator on CPU {load_cpu}",
           file=sys.stderr)
-    if load_cpu is not None:
-        # This process mostly sleeps, but keep its wake-ups off the server's CPU.
-        os.sched_setaffinity(0, {load_cpu})
-    try:
+    with running_on(load_cpu):
         runs, failed = _execute(_plan(args, servers), setup)
-    finally:
-        os.sched_setaffinity(0, cpus)
     summary = summarize([r for r in runs if not r.hold], servers, args.sizes)
     hold_summary = summarize([r for r in runs if r.hold], servers, [args.hold_size])
 
@@ -483,7 +346,7 @@ def run(args: argparse.Namespace) -> int:
                           if not k.startswith("_") and k not in ("command", "bench")},
                        "servers": servers},
             "environment": {"python": sys.version, "platform": platform.platform(),
-                            "cpus": len(cpus), "server_cpu": server_cpu, "load_cpu": load_cpu,
+                            "cpus": len(os.sched_getaffinity(0)), "server_cpu": server_cpu, "load_cpu": load_cpu,
                             "clock_tick_s": CLOCK_TICK_S},
             "runs": [asdict(r) for r in runs],
             "summary": summary,

@@ -37,24 +37,23 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import importlib.util
 import json
 import os
 import re
 import shutil
 import signal
-import site
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
+from .._loadtools.harness import (RunFailed, child_env, csv_choices, median_of, pick_cpus, pinned, running_on,
+                                  running_server, uvloop_installed)
 from .._loadtools.procstat import CLOCK_TICK_S, CpuTimes, cpu_times
 
 SERVERS = ("fastmux", "uvloop", "asyncio", "nginx", "httpserver")
@@ -66,18 +65,12 @@ SUPPORTS = {
     "static-1k": ("fastmux", "nginx", "httpserver"),
     "static-1m": ("fastmux", "nginx", "httpserver"),
 }
-START_TIMEOUT_S = 20.0
-STOP_TIMEOUT_S = 5.0
-
-
-def _uvloop_installed() -> bool:
-    return importlib.util.find_spec("uvloop") is not None
 
 
 def available_servers() -> List[str]:
     out = []
     for name in SERVERS:
-        if name == "uvloop" and not _uvloop_installed():
+        if name == "uvloop" and not uvloop_installed():
             continue
         if name == "nginx" and shutil.which("nginx") is None:
             continue
@@ -85,21 +78,10 @@ def available_servers() -> List[str]:
     return out
 
 
-def _csv(choices: Sequence[str]):
-    def parse(text: str) -> List[str]:
-        names = [v.strip() for v in text.split(",") if v.strip()]
-        unknown = sorted(set(names) - set(choices))
-        if unknown or not names:
-            raise argparse.ArgumentTypeError(f"unknown {unknown}; choose from {', '.join(choices)}")
-        return names
-
-    return parse
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workloads", type=_csv(WORKLOADS), default=list(WORKLOADS), metavar="A,B",
+    parser.add_argument("--workloads", type=csv_choices(WORKLOADS), default=list(WORKLOADS), metavar="A,B",
                         help=f"from {', '.join(WORKLOADS)} (default: all)")
-    parser.add_argument("--servers", type=_csv(SERVERS), default=None, metavar="A,B",
+    parser.add_argument("--servers", type=csv_choices(SERVERS), default=None, metavar="A,B",
                         help=f"from {', '.join(SERVERS)} (default: all that are installed)")
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per run (default 5)")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each (default 1)")
@@ -237,10 +219,6 @@ http {{
 # ---- running servers and wrk ----
 
 
-class RunFailed(Exception):
-    """A server did not start, answered wrongly, died, or wrk failed."""
-
-
 @dataclass
 class Setup:
     host: str
@@ -250,29 +228,6 @@ class Setup:
     load_cpu: Optional[int]
     env: Dict[str, str]
     connections: int
-
-
-def _child_env() -> Dict[str, str]:
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    installed = set(site.getsitepackages()) | {site.getusersitepackages()}
-    if root not in installed:
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return env
-
-
-def _free_port(host: str) -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def _pinned(cpu: Optional[int]):
-    if cpu is None:
-        return None
-    # Pin in the child before exec, so nginx's worker (forked later) inherits it.
-    return lambda: os.sched_setaffinity(0, {cpu})
 
 
 def server_command(name: str, workload: str, setup: Setup, port: int, tmp: Path) -> List[str]:
@@ -291,50 +246,6 @@ def server_command(name: str, workload: str, setup: Setup, port: int, tmp: Path)
         conf.write_text(NGINX_CONF.format(tmp=tmp, host=host, port=port, root=setup.root))
         return [shutil.which("nginx") or "nginx", "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "error.log")]
     raise ValueError(name)
-
-
-def _tail(path: Path, limit: int = 400) -> str:
-    try:
-        text = path.read_text(errors="replace").strip()
-    except OSError:
-        return "(no output)"
-    return text[-limit:] if text else "(no output)"
-
-
-@contextmanager
-def running_server(name: str, workload: str, setup: Setup) -> Iterator[Tuple[subprocess.Popen, int]]:
-    port = _free_port(setup.host)
-    with tempfile.TemporaryDirectory(prefix=f"fastmux-http-{name}-", dir=setup.tmp) as tmpdir:
-        tmp = Path(tmpdir)
-        tmp.chmod(0o755)
-        errlog = tmp / "stderr"
-        with open(errlog, "wb") as err:
-            proc = subprocess.Popen(server_command(name, workload, setup, port, tmp), stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=err, env=setup.env,
-                                    preexec_fn=_pinned(setup.server_cpu))
-        try:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while True:
-                if proc.poll() is not None:
-                    raise RunFailed(f"{name} exited with status {proc.returncode}: {_tail(errlog)}")
-                try:
-                    socket.create_connection((setup.host, port), timeout=1.0).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise RunFailed(f"{name} not listening after {START_TIMEOUT_S:.0f} s") from None
-                    time.sleep(0.05)
-            yield proc, port
-            if proc.poll() is not None:
-                raise RunFailed(f"{name} died during the run: {_tail(errlog)}")
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(STOP_TIMEOUT_S)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
 
 
 def _path_for(workload: str) -> str:
@@ -372,7 +283,7 @@ def run_wrk(setup: Setup, port: int, workload: str, duration: float) -> Dict[str
     cmd = ["wrk", "-t1", f"-c{setup.connections}", f"-d{max(1, round(duration))}s", "--latency", url]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60,
-                             preexec_fn=_pinned(setup.load_cpu), check=False)
+                             preexec_fn=pinned(setup.load_cpu), check=False)
     except subprocess.TimeoutExpired as exc:
         raise RunFailed("wrk did not finish") from exc
     if out.returncode != 0:
@@ -422,7 +333,8 @@ class Run:
 
 
 def measure(setup: Setup, run: Run, duration: float, warmup: float) -> None:
-    with running_server(run.server, run.workload, setup) as (proc, port):
+    command = partial(server_command, run.server, run.workload, setup)
+    with running_server(command, setup.host, setup.env, setup.server_cpu, setup.tmp) as (proc, port):
         check_answer(setup, port, run.workload)
         if warmup > 0:
             run_wrk(setup, port, run.workload, warmup)
@@ -446,11 +358,6 @@ def measure(setup: Setup, run: Run, duration: float, warmup: float) -> None:
 # ---- the table ----
 
 
-def _median(runs: List[Run], attr: str) -> float:
-    values = [getattr(r, attr) for r in runs]
-    return statistics.median(values) if values else float("nan")
-
-
 def summarize(runs: List[Run], servers: List[str], workloads: List[str]) -> List[Dict[str, Any]]:
     rows = []
     for workload in workloads:
@@ -463,9 +370,9 @@ def summarize(runs: List[Run], servers: List[str], workloads: List[str]) -> List
                 continue
             rows.append({
                 "workload": workload, "server": server, "runs": len(good),
-                "rps": _median(good, "rps"), "user_us": _median(good, "user_us"),
-                "total_us": _median(good, "total_us"), "p50_ms": _median(good, "p50_ms"),
-                "p99_ms": _median(good, "p99_ms"),
+                "rps": median_of(good, "rps"), "user_us": median_of(good, "user_us"),
+                "total_us": median_of(good, "total_us"), "p50_ms": median_of(good, "p50_ms"),
+                "p99_ms": median_of(good, "p99_ms"),
                 "socket_errors": sum(r.socket_errors for r in good),
             })
     return rows
@@ -555,20 +462,17 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         print(f"fastmux bench http: not installed: {', '.join(missing)}", file=sys.stderr)
         return 2
-    pin = not args.no_pin and hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2
-    cpus = sorted(os.sched_getaffinity(0)) if pin else []
+    server_cpu, load_cpu = pick_cpus(args.no_pin)
     runs: List[Run] = []
-    with tempfile.TemporaryDirectory(prefix="fastmux-bench-http-") as tmpdir:
+    with tempfile.TemporaryDirectory(prefix="fastmux-bench-http-") as tmpdir, running_on(load_cpu):
         tmp = Path(tmpdir)
-        setup = Setup(host=args.host, root=tmp / "www", tmp=tmp, server_cpu=cpus[0] if pin else None,
-                      load_cpu=cpus[1] if pin else None, env=_child_env(), connections=args.connections)
+        setup = Setup(host=args.host, root=tmp / "www", tmp=tmp, server_cpu=server_cpu,
+                      load_cpu=load_cpu, env=child_env(), connections=args.connections)
         _prepare_root(setup.root)
-        if pin:
-            os.sched_setaffinity(0, {cpus[1]})  # keep this process off the server's CPU
         print(f"# load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        pinning = "not pinned" if server_cpu is None else f"server on CPU {server_cpu}, wrk on CPU {load_cpu}"
         print(f"# wrk -t1 -c{args.connections}, {args.duration:g} s runs after {args.warmup:g} s warm-up, "
-              f"{args.rounds} interleaved round(s), medians; "
-              + (f"server on CPU {cpus[0]}, wrk on CPU {cpus[1]}" if pin else "not pinned"), flush=True)
+              f"{args.rounds} interleaved round(s), medians; {pinning}", flush=True)
         for rnd in range(args.rounds):
             for workload in args.workloads:
                 for server in servers:

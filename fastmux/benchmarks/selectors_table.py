@@ -87,7 +87,7 @@ def _select_rows(backend: str, grid, repeats: int, compiled: bool) -> List[dict]
             continue
         socks = w.SocketSet(n, k)
         try:
-            if backend == "select" and max(socks.fds()) >= w.SELECT_FD_LIMIT:
+            if w.select_cannot_watch(backend, socks.socks):
                 continue
             candidates = {
                 "raw": w.raw_poll_call(backend, socks),
@@ -108,7 +108,7 @@ def _select_rows(backend: str, grid, repeats: int, compiled: bool) -> List[dict]
 def _ops_rows(backend: str, repeats: int, compiled: bool) -> List[dict]:
     socks = w.SocketSet(OPS_SOCKETS, 1)
     try:
-        if backend == "select" and max(socks.fds()) >= w.SELECT_FD_LIMIT:
+        if w.select_cannot_watch(backend, socks.socks):
             return []
         floors = w.floor_ctl_ns(socks.socks, 20) if compiled and backend == "epoll" else {}
         rows = []
