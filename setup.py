@@ -4,8 +4,9 @@ FASTMUX_NO_EXTENSIONS=1 (also 'true'/'yes') builds a pure-Python package; the
 extensions are skipped automatically off Linux or off CPython, where the
 fallback is used at run time anyway.  FASTMUX_DEBUG=1 builds with assertions,
 line tracing and the FASTMUX_DEBUG macro; FASTMUX_ANNOTATE=1 writes Cython's
-HTML annotation next to each .pyx.
+HTML annotation next to each .pyx (and next to each twin's .py).
 """
+import glob
 import os
 import platform
 import sys
@@ -18,6 +19,31 @@ def _flag(name: str) -> bool:
 
 
 CORE_MODULES = ["_pollers_c", "_selectors_c", "_kernel_floor"]
+
+# Pure-Python modules that are also compiled, unchanged, into a twin extension
+# (extension name -> the .py it is compiled from).  The .py stays the one
+# source and the pure-Python fallback; Cython types its hot classes from an
+# augmenting .pxd that it finds by the *extension's* qualified name:
+# src/fastmux/reactor/_loop_c.pxd (src/ is on the include path; Cython 3
+# needs no __init__.pxd in src/fastmux/reactor for the lookup).
+# fastmux._impl.load_twin() picks the compiled twin at run time.
+TWIN_MODULES = {"fastmux.reactor._loop_c": "fastmux/reactor/loop.py"}
+
+
+def _drop_stale_twin_c_files() -> None:
+    """cythonize decides what to regenerate from a source's own dependencies,
+    which for loop.py would be a loop.pxd beside it: it never looks at the
+    augmenting .pxd found by the extension's name.  So when that .pxd or a
+    .pxd/.h it cimports from src/fastmux/includes is newer than the
+    generated .c, remove the .c and cythonize makes it again."""
+    for name, source in TWIN_MODULES.items():
+        c_file = os.path.splitext(source)[0] + ".c"
+        if not os.path.exists(c_file):
+            continue
+        deps = [os.path.join("src", *name.split(".")) + ".pxd"]
+        deps += glob.glob("src/fastmux/includes/*.pxd") + glob.glob("src/fastmux/includes/*.h")
+        if max(os.path.getmtime(d) for d in deps if os.path.exists(d)) > os.path.getmtime(c_file):
+            os.remove(c_file)
 
 
 def _extensions():
@@ -42,15 +68,27 @@ def _extensions():
         )
         for name in CORE_MODULES
     ]
-    return cythonize(
-        exts,
-        include_path=["src"],
-        annotate=_flag("FASTMUX_ANNOTATE"),
-        compiler_directives={
-            "language_level": 3,
-            "embedsignature": True,
-            "linetrace": debug,
-        },
+    directives = {
+        "language_level": 3,
+        "embedsignature": True,
+        "linetrace": debug,
+    }
+    twins = [
+        Extension(name, [source], define_macros=macros, extra_compile_args=cflags)
+        for name, source in TWIN_MODULES.items()
+    ]
+    twin_directives = dict(
+        directives,
+        # The .py's annotations are for type checkers; the C types come from
+        # the .pxd only, so both twins accept exactly the same arguments.
+        annotation_typing=False,
+        # `if cython.compiled: ... else: <pure-Python path>` is intended.
+        **{"warn.unreachable": False},
+    )
+    annotate = _flag("FASTMUX_ANNOTATE")
+    _drop_stale_twin_c_files()
+    return cythonize(exts, include_path=["src"], annotate=annotate, compiler_directives=directives) + cythonize(
+        twins, include_path=["src"], annotate=annotate, compiler_directives=twin_directives
     )
 
 

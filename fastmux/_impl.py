@@ -28,9 +28,19 @@ WANT_EXTENSIONS: bool = (
 
 def load(stem: str) -> ModuleType:
     """The compiled ``fastmux._<stem>_c`` if wanted and built, else ``_<stem>_py``."""
+    return load_twin(f"fastmux._{stem}_c", f"fastmux._{stem}_py")
+
+
+def load_twin(compiled: str, pure: str) -> ModuleType:
+    """The module named ``compiled`` if wanted and built, else ``pure``.
+
+    For twins that do not follow the ``_<stem>_c``/``_<stem>_py`` naming:
+    ``fastmux.reactor._loop_c`` is ``fastmux/reactor/loop.py`` compiled as
+    it is (see setup.py), so its pure twin is ``fastmux.reactor.loop``.
+    """
     if WANT_EXTENSIONS:
         try:
-            return importlib.import_module(f"fastmux._{stem}_c")
+            return importlib.import_module(compiled)
         except ImportError:
             pass
-    return importlib.import_module(f"fastmux._{stem}_py")
+    return importlib.import_module(pure)

@@ -384,12 +384,25 @@ class HttpProtocol:
         self._fast = False
         if self._closing:
             return
-        if self._url or self._body_len:
-            self._draining = True  # a request is arriving: it gets the close
+        if self._url or self._body_len or self._input_pending():
+            # A request is arriving, or has arrived and waits unread in the
+            # socket (a keep-alive client that just sent its next one): it is
+            # answered, with the close.  Closing now would drop it unanswered.
+            self._draining = True
             return
         self._closing = True
         if not self._queue and not self._deferred:
             self._finish()
+
+    def _input_pending(self) -> bool:
+        """Bytes in the socket's receive queue not read yet (FIONREAD)."""
+        sock = self._transport.get_extra_info("socket") if self._transport is not None else None
+        if sock is None:
+            return False
+        try:
+            return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0] > 0
+        except (OSError, ValueError, AttributeError):
+            return False
 
     def abort(self) -> None:
         if self._transport is not None:
@@ -813,7 +826,8 @@ class HttpProtocol:
             else:
                 key, limit = ("head", self._nreq), cfg.header_timeout
         else:
-            key, limit = ("idle", self._nreq), cfg.keepalive_timeout
+            # draining and still idle: what was pending formed no request
+            key, limit = ("idle", self._nreq), (0.0 if self._draining else cfg.keepalive_timeout)
         if key != self._tkey:
             self._tkey = key
             self._tsince = now

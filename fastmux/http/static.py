@@ -33,6 +33,7 @@ opened for that response.
 """
 from __future__ import annotations
 
+import errno
 import html
 import mimetypes
 import os
@@ -54,6 +55,12 @@ _PATHS_MAX = 4096
 _MISSING = object()
 _HAVE_PROC = os.path.isdir("/proc/self/fd")
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+# open() failing for want of a descriptor says nothing about the file: 503, not 404.
+_NO_FDS = frozenset(getattr(errno, n) for n in ("EMFILE", "ENFILE") if hasattr(errno, n))
+
+
+class _OutOfDescriptors(Exception):
+    """Raised by ``_open``/``_listing`` when the process has no descriptor to spare."""
 
 # Deterministic types for the common web files (the system's mime.types,
 # which ``mimetypes`` reads, differs between machines); the rest from
@@ -280,7 +287,9 @@ class StaticFiles:
         """
         try:
             fd = os.open(path, _OPEN_FLAGS, dir_fd=dir_fd)
-        except OSError:
+        except OSError as exc:
+            if exc.errno in _NO_FDS:
+                raise _OutOfDescriptors() from None
             return None
         try:
             st = os.fstat(fd)
@@ -300,7 +309,18 @@ class StaticFiles:
 
     def serve(self, target: bytes, headers: List[Tuple[bytes, bytes]], head_only: bool,
               clock: Clock, conn: int) -> Reply:
-        """The reply to GET (or HEAD) ``target`` with request ``headers``."""
+        """The reply to GET (or HEAD) ``target`` with request ``headers``.
+
+        Out of file descriptors (EMFILE/ENFILE), a file that would need one
+        is a 503 with ``Retry-After``: a 404 would tell the client (and any
+        cache) that a file which exists does not."""
+        try:
+            return self._serve(target, headers, head_only, clock, conn)
+        except _OutOfDescriptors:
+            return simple_response(clock, 503, conn, head_only, extra=b"Retry-After: 1\r\n")
+
+    def _serve(self, target: bytes, headers: List[Tuple[bytes, bytes]], head_only: bool,
+               clock: Clock, conn: int) -> Reply:
         path, query = split_target(target)
         resolved = self._paths.get(path, _MISSING)
         if resolved is _MISSING:
@@ -356,7 +376,9 @@ class StaticFiles:
         try:
             with os.scandir(fd) as it:
                 entries = [(e.name, e.is_dir()) for e in it]
-        except OSError:
+        except OSError as exc:
+            if exc.errno in _NO_FDS:
+                raise _OutOfDescriptors() from None
             return None
         entries.sort(key=lambda e: os.fsencode(e[0]))
         shown = unquote_to_bytes(raw_path).decode("utf-8", "replace")

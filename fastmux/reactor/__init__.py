@@ -19,13 +19,31 @@ Modules: ``loop`` (the iteration and stream transports: the hot path, with
 the design essay), ``_fdwatch`` (the backend over ``fastmux.selectors``),
 ``handles``, ``protocols``, ``servers``, ``connect``, ``datagram``,
 ``signals``.
+
+``loop.py`` is also compiled, unchanged, into ``_loop_c`` (typed by
+``src/fastmux/reactor/_loop_c.pxd``); ``Reactor`` and ``StreamTransport``
+come from that twin unless ``fastmux._impl`` wants the pure-Python fallback
+(``FASTMUX_NO_EXTENSIONS=1``, off CPython or Linux) or it was not built.
+``IMPLEMENTATION`` says which: ``"c"`` or ``"py"``.  The other modules reach
+the loop only through a reactor instance, so either twin drives them.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from .._impl import load_twin
 from ._fdwatch import available_backends
 from .datagram import DatagramTransport
 from .handles import Handle, TimerHandle
-from .loop import Reactor, StreamTransport
+
+if TYPE_CHECKING:
+    from .loop import Reactor, StreamTransport
+else:
+    _loop = load_twin("fastmux.reactor._loop_c", "fastmux.reactor.loop")
+    Reactor = _loop.Reactor
+    StreamTransport = _loop.StreamTransport
+
+IMPLEMENTATION: str = "c" if Reactor.__module__.endswith("_c") else "py"
 from .protocols import (
     BaseProtocol,
     ConnectionFailedCallback,
@@ -53,4 +71,6 @@ __all__ = [
     "StreamTransport",
     "DatagramTransport",
     "Server",
+    # which twin of the loop runs: "c" or "py"
+    "IMPLEMENTATION",
 ]

@@ -22,7 +22,8 @@ argued in the essay at the top of ``loop.py``):
   and reports), and the new file is registered.  ``modify`` that fails with
   ENOENT (the kernel lost it) re-adds.  A ``select`` that fails with EBADF
   finds the closed fds, unregisters them and hands them to ``on_bad_fd``
-  instead of killing the loop.
+  instead of killing the loop.  Under epoll a reused number also rebuilds
+  the epoll set (``shed_stale``): the old file may live on through a dup.
 * **Stale kernel registrations.** An fd closed while registered, whose file
   lives on through a dup() or a fork, keeps firing under its old number and
   cannot be removed (trio's essay explains why).  The selector drops events
@@ -236,12 +237,26 @@ class FdWatch:
                 return
             self._forget_stale(old)
             self._add(fileobj, fd, events, data, flags)
+            self.shed_stale()
         except PermissionError:
             # epoll_ctl: EPERM means "this file does not support polling"
             # (a regular file, /dev/null): report it always ready, as select would.
             if self.name != "epoll" or flags & EPOLLET:
                 raise
             self._always[fd] = SelectorKey(fileobj, fd, events, data)
+
+    def shed_stale(self) -> None:
+        """Call after registering a number whose previous file was closed
+        behind our back.  If that file lives on (a ``dup()``, a fork), epoll
+        still holds its (number, file) entry, which no ``epoll_ctl`` can name
+        any more, and it now fires under the *new* owner's number: spurious
+        events for the wrong owner, and with level-triggered data pending, a
+        busy loop (the selector knows the number, so the spurious-wakeup
+        rebuild never triggers).  A fresh epoll set sheds it; this path is
+        rare (a user's bug), so its O(registrations) cost is fine.  poll and
+        select keep no kernel state: nothing to do."""
+        if self.name == "epoll":
+            self.rebuild()
 
     def _forget_stale(self, key: Any) -> None:
         self.stale_total += 1
@@ -266,6 +281,7 @@ class FdWatch:
             except (KeyError, OSError, ValueError):
                 pass
             self._add(fd, fd, events, data, self._flags.pop(fd, 0))
+            self.shed_stale()
 
     def unregister(self, fd: int) -> bool:
         """Stop watching ``fd``; False if it was not watched.  Never raises for a closed fd."""

@@ -6,6 +6,31 @@ Everything a request touches lives here, so that compiling this one module
 transport.write -> sock.send``.  Keep it plain Python that Cython compiles:
 no metaprogramming, no closures on the hot path.
 
+One source, two twins
+---------------------
+
+This file *is* the pure-Python reactor, and setup.py also compiles it,
+unchanged, into ``fastmux.reactor._loop_c``; ``fastmux.reactor`` picks the
+compiled one unless ``fastmux._impl`` wants the fallback.  The C types come
+from ``src/fastmux/reactor/_loop_c.pxd`` alone (annotations here are for
+type checkers; the build ignores them): ``Reactor``, ``StreamTransport``
+and ``_EdgeStreamTransport`` become extension types with C attributes, the
+hot methods ``cpdef``.  So that a method another module or a test reaches
+works in both, attributes they touch are ``public`` there, and whatever
+tests patch stays a module global (``MAX_READ``, ``_sigpipe_ignored``).
+
+Three places differ, each an ``if cython.compiled:`` branch that Cython
+resolves at compile time (without Cython installed, ``cython`` is a shim
+whose ``compiled`` is False): the dispatch calls a transport's ``_on_io``
+as a C method, and a transport's ``recv``/``send`` are the system calls
+themselves (``_sock_recv``/``_sock_send``, C helpers defined in the .pxd;
+the socket methods' argument parsing, timeout bookkeeping and GIL release
+cost more than the rest of the path).  Those helpers return exactly what the
+pure branch's ``sock.recv``/``sock.send`` do and raise the same ``OSError``
+subclasses, and both twins run the whole reactor suite (``tests/reactor``).
+After editing this file, rebuild (``python setup.py build_ext --inplace``):
+``tests/reactor/test_twin.py`` fails on a stale compiled twin.
+
 How one iteration goes (``Reactor._run_once``)
 ----------------------------------------------
 
@@ -138,6 +163,11 @@ import time
 import warnings
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
 
+try:
+    import cython  # compiled: Cython's compile-time module; pure: Cython's shadow module, if installed
+except ImportError:  # pragma: no cover - Cython is not a run-time dependency
+    from . import _cython_shim as cython
+
 from ._errors import SENDFILE_FALLBACK_ERRNOS, is_quiet
 from ._fdwatch import EPOLLET, EVENT_READ, EVENT_WRITE, FdWatch, Waker, fileno_of
 from .handles import Handle, TimerHandle
@@ -166,6 +196,7 @@ _SHUT_WR = socket.SHUT_WR
 _SIGPIPE = getattr(signal, "SIGPIPE", None)
 
 _monotonic = time.monotonic
+_warn = warnings.warn  # kept for __del__ at interpreter shutdown
 _heappush = heapq.heappush
 _heappop = heapq.heappop
 
@@ -239,7 +270,15 @@ class _FdCallbacks:
 
 
 class _WakeupReader:
-    """Drains the wake-up fd; clears the loop's 'a wake-up is pending' flag first."""
+    """Drains the wake-up fd, *then* clears the loop's 'a wake-up is pending' flag.
+
+    In that order: a thread that finds the flag clear writes a wake-up that no
+    drain of this call can consume, so the flag is never left set with the fd
+    empty (clearing first let a wake-up written between the clear and the
+    read be swallowed, after which no thread ever woke the loop again).  A
+    callback appended between the drain and the clear wrote nothing, but it
+    is already in ``_ready``, which this same iteration runs (step 4).
+    """
 
     __slots__ = ("loop", "waker", "_io_requeued")
 
@@ -249,8 +288,8 @@ class _WakeupReader:
         self._io_requeued = False
 
     def _on_io(self, mask: int) -> None:
-        self.loop._wake_pending = False
         self.waker.drain()
+        self.loop._wake_pending = False
 
     def _io_retry(self) -> None:
         self._io_requeued = False
@@ -349,10 +388,11 @@ class Reactor:
             raise RuntimeError("Reactor is closed")
         h = Handle(callback, args)
         self._ready.append(h)
-        # One wake-up per batch: the flag is cleared by the loop *before* it
+        # One wake-up per batch: the flag is cleared by the loop *after* it
         # drains the wake-up fd, so a callback appended after the clear
-        # always writes a fresh wake-up (deque.append and attribute stores
-        # are atomic under the GIL).
+        # always writes a fresh wake-up that nothing has consumed yet
+        # (deque.append and attribute stores are atomic under the GIL; see
+        # _WakeupReader).
         if not self._wake_pending:
             self._wake_pending = True
             self._waker.wake()
@@ -486,11 +526,24 @@ class Reactor:
         # 2. dispatch: the key's data owns the fd
         if events:
             try:
-                for key, mask in events:
-                    try:
-                        key.data._on_io(mask)
-                    except Exception as exc:
-                        self._owner_failed(key, exc)
+                if cython.compiled:
+                    # A transport's _on_io is then a C call (typed in _loop_c.pxd).
+                    for key, mask in events:
+                        owner = key.data  # not key[3]: a namedtuple's item slot is slow
+                        try:
+                            if isinstance(owner, StreamTransport):
+                                transport = owner
+                                transport._on_io(mask)
+                            else:
+                                owner._on_io(mask)
+                        except Exception as exc:
+                            self._owner_failed(key, exc)
+                else:
+                    for key, mask in events:
+                        try:
+                            key.data._on_io(mask)
+                        except Exception as exc:
+                            self._owner_failed(key, exc)
             except BaseException:
                 if self._edge:
                     if requeued:
@@ -640,7 +693,8 @@ class Reactor:
             raise RuntimeError(f"fd {fd} is used by {owner!r}; it cannot also take add_reader/add_writer")
         ident = _file_ident(fd)  # raises for a closed fd
         entry = self._fdcb.get(fd)
-        if entry is not None and entry.ident != ident:
+        stale = entry is not None and entry.ident != ident
+        if stale:
             self._drop_fd_entry(entry, "was closed and reused without remove_reader/remove_writer; "
                                        "its old callbacks were dropped")
             entry = None
@@ -653,6 +707,8 @@ class Reactor:
                 entry.writer = handle
             self._watch.register(fd, event, entry)
             self._fdcb[fd] = entry
+            if stale:
+                self._watch.shed_stale()  # the old file may live on (dup): see FdWatch.shed_stale
             return
         old = entry.reader if event == EVENT_READ else entry.writer
         if event == EVENT_READ:
@@ -879,7 +935,7 @@ class Reactor:
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
-    def __del__(self, _warn: Any = warnings.warn) -> None:
+    def __del__(self) -> None:  # one argument: compiled, this is the type's tp_finalize
         if not getattr(self, "_closed", True):
             _warn(f"unclosed reactor {self!r}", ResourceWarning, source=self)
             if not self._running:
@@ -936,10 +992,8 @@ class StreamTransport:
         "_loop", "_watch", "_sock", "_fd", "_protocol", "_data_received", "_server", "_extra", "_peer",
         "_events", "_reading", "_read_closed", "_closing", "_conn_lost", "_eof_written", "_connecting",
         "_connector", "_made", "_wopen", "_wq", "_wsize", "_high", "_low", "_proto_paused", "_sock_gone",
-        "_io_requeued", "_lost_handle", "__weakref__",
+        "_io_requeued", "_lost_handle", "max_read_size", "__weakref__",
     )
-
-    max_read_size = MAX_READ
 
     def __init__(self, loop: Reactor, protocol: Any, sock: Optional[socket.socket] = None, *,
                  server: Any = None, peer: Any = None) -> None:
@@ -970,6 +1024,7 @@ class StreamTransport:
         self._sock_gone = False
         self._io_requeued = False
         self._lost_handle: Optional[Handle] = None
+        self.max_read_size = MAX_READ  # bytes asked of one recv; per transport, read at creation
         if sock is not None:
             self._attach(sock)
 
@@ -1039,7 +1094,10 @@ class StreamTransport:
         if mask & EVENT_READ and self._events & EVENT_READ:
             # the per-request path: one recv, straight to the protocol
             try:
-                data = self._sock.recv(self.max_read_size)  # type: ignore[union-attr]
+                if cython.compiled:
+                    data = _sock_recv(self, self.max_read_size)  # recv(2) itself; None: EAGAIN
+                else:
+                    data = self._sock.recv(self.max_read_size)  # type: ignore[union-attr]
             except (BlockingIOError, InterruptedError):
                 data = None
             except OSError as exc:
@@ -1057,10 +1115,13 @@ class StreamTransport:
 
     def write(self, data: Any) -> None:
         """Send ``data`` now if the socket takes it; queue the rest."""
-        if self._wopen and not self._wq and data.__class__ is bytes:
+        if self._wopen and not self._wq and type(data) is bytes:  # compiled: a pointer compare
             # the per-request path: nothing queued, so try the socket at once
             try:
-                n = self._sock.send(data, MSG_NOSIGNAL)  # type: ignore[union-attr]
+                if cython.compiled:
+                    n = _sock_send(self._fd, data)  # send(2) itself; 0: EAGAIN
+                else:
+                    n = self._sock.send(data, MSG_NOSIGNAL)  # type: ignore[union-attr]
             except (BlockingIOError, InterruptedError):
                 n = 0
             except OSError as exc:
@@ -1541,7 +1602,12 @@ class _EdgeStreamTransport(StreamTransport):
                 return
             budget -= 1
             try:
-                data = sock.recv(size)  # type: ignore[union-attr]
+                if cython.compiled:
+                    data = _sock_recv(self, size)
+                    if data is None:
+                        return  # EAGAIN: drained
+                else:
+                    data = sock.recv(size)  # type: ignore[union-attr]
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:

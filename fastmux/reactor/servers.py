@@ -135,6 +135,7 @@ class Server:
         self._listeners = [_Listener(self, s) for s in self._sockets]
         self._unix_path = unix_path
         self._unix_ident = unix_ident
+        self._pid = os.getpid()  # only this process removes the Unix socket file (see _unlink_unix)
         self._serving = False
         self._closed = False
         self._paused = False
@@ -292,6 +293,10 @@ class Server:
         path = self._unix_path
         if not path or self._unix_ident is None:
             return
+        if os.getpid() != self._pid:
+            # A forked child closing the server it inherited: the file is the
+            # parent's too (same inode), and the parent still listens on it.
+            return
         try:
             st = os.stat(path)
             if (st.st_dev, st.st_ino) == self._unix_ident:
@@ -419,7 +424,8 @@ def create_unix_server(loop: Any, protocol_factory: Callable[[], Any], path: Any
 
     A stale socket file (nobody listening) is replaced; a path that is not a
     socket, or one with a live server, is an error.  ``close()`` removes the
-    file if it is still the one made here (``cleanup``).
+    file if it is still the one made here (``cleanup``), and only in the
+    process that made it: a forked child closing what it inherited leaves it.
     """
     ident = None
     if sock is not None:

@@ -196,6 +196,7 @@ class MenuProtocol:
         self.transport: Any = None
         self._buf = b""
         self._waiting = False  # a {"call": ...} entry is running off the loop
+        self._write_paused = False  # the client is not reading its replies
         self._closing = False
         self._last = 0.0
         self._timer: Any = None
@@ -278,7 +279,8 @@ class MenuProtocol:
             self.transport.write(self._menu.shutdown)
             self.transport.close()
             return
-        self.transport.resume_reading()
+        if not self._write_paused:
+            self.transport.resume_reading()
         self._process()
 
     def _drop(self, out: List[bytes], message: bytes, why: str) -> None:
@@ -304,6 +306,19 @@ class MenuProtocol:
 
     def eof_received(self) -> bool:
         return False
+
+    # Flow control: a client that sends lines but never reads the replies
+    # would grow the write buffer without bound; stop reading its lines
+    # until it reads (as the echo server does).
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self.transport is not None and not self._waiting:
+            self.transport.resume_reading()
 
     def connection_lost(self, exc: Optional[BaseException]) -> None:
         self._ctx.conns.discard(self)

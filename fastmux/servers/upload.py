@@ -21,8 +21,9 @@ under NAME only when complete (fsync, then ``link()``, which never replaces
 an existing file, then fsync of the directory).  A client that vanishes,
 stalls (``--idle-timeout``), sends too little or too much leaves nothing
 behind.  NAME must be a plain file name: UTF-8, 1-255 bytes, no ``/``,
-``\\``, NUL or control characters, not ``.`` or ``..`` (surrounding blanks
-are dropped).  SIZE is decimal digits, at most ``--max-size``.  A full disk
+``\\``, NUL or control characters (C0, DEL, C1, bidirectional controls,
+line separators), not ``.`` or ``..`` (surrounding blanks are dropped).
+SIZE is decimal digits, at most ``--max-size``.  A full disk
 (ENOSPC, EDQUOT, EFBIG) is reported as ``error no-space``.
 
 Error codes: bad-header header-too-long bad-command bad-name bad-size
@@ -70,7 +71,11 @@ except (AttributeError, ValueError, OSError):  # pragma: no cover
     IOV_MAX = 16
 
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters -- C0, DEL and C1 (U+0080-U+009F: NEL, CSI...) -- plus the
+# invisible characters that make a name display as something else or break a
+# line: bidirectional marks, embeddings, overrides and isolates ("evil\u202etxt.exe"
+# shows as "evilexe.txt") and the line/paragraph separators.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 
 
 class UploadError(Exception):
@@ -413,11 +418,13 @@ class UploadProtocol:
     # ---- header --------------------------------------------------------
     def _header(self) -> None:
         buf = self._buf
-        end = buf.find(b"\n")
+        end = buf.find(b"\n", 0, HEADER_MAX + 1)
         if end >= 0:
             self._buf = buf[end + 1:]
             self._begin(buf[:end].rstrip(b"\r"), legacy=False)
         elif len(buf) > HEADER_MAX:
+            # Whether or not the newline came in the same read: the answer
+            # must not depend on how the bytes were split into reads.
             self.fail(UploadError("header-too-long", f"no newline in the first {HEADER_MAX} bytes"))
         elif b"|" in buf and self._quiet is None and self.server.header_quiet >= 0:
             self._quiet = self.ctx.runtime.call_later(self.server.header_quiet, self._quiet_check)

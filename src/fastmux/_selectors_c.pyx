@@ -365,6 +365,7 @@ cdef class _Selector:
         result = []
         if n == 0:
             return result
+        by_fd = self._by_fd
         for i in range(n):
             # Re-read each time: result.append() may run arbitrary code (a GC
             # pass and its finalizers, or another thread meanwhile) that
@@ -374,7 +375,6 @@ cdef class _Selector:
             if slots == NULL:
                 break  # closed meanwhile
             ready = self._poller._ready
-            by_fd = self._by_fd
             nslots = PyList_GET_SIZE(by_fd)
             fd = ready[i].data.fd
             if fd >= nslots:

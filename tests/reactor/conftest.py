@@ -1,9 +1,13 @@
 """Fixtures for the reactor suite.
 
-``loop`` is parametrized over the selector implementation (``c`` compiled,
-``py`` pure Python) and the backend: ``epoll``, ``epoll-edge``
+``loop`` is parametrized over the reactor's implementation (the compiled
+twin ``fastmux.reactor._loop_c``, id prefix ``cloop``, or the pure-Python
+``fastmux.reactor.loop``, ``pyloop``), the selector implementation (``c``
+compiled, ``py`` pure Python) and the backend: ``epoll``, ``epoll-edge``
 (edge-triggered transports; skipped only when the selector has no flag
-support), ``poll`` and ``select``.  Every loop records what reaches its
+support), ``poll`` and ``select``; e.g. ``cloop-py-epoll-edge``.  Tests that
+build ``Reactor()`` themselves get the default twin; the CI pass with
+``FASTMUX_NO_EXTENSIONS=1`` runs them on the pure one.  Every loop records what reaches its
 exception handler in ``loop.errors``; a test that expects errors takes them
 out of that list, and teardown fails on any left over.  Everything a test
 makes (sockets, fds, reactors) is closed at teardown, and every wait is
@@ -14,7 +18,9 @@ from __future__ import annotations
 import importlib
 import os
 import socket
+import sys
 import threading
+from types import ModuleType
 from typing import Any, Callable, List, Optional, Tuple
 
 import pytest
@@ -37,21 +43,42 @@ def _impls() -> List[str]:
     return out
 
 
+def _loop_impls() -> List[str]:
+    out = []
+    if WANT_EXTENSIONS:
+        try:
+            importlib.import_module("fastmux.reactor._loop_c")
+            out.append("c")
+        except ImportError:
+            pass  # tests/reactor/test_twin.py fails such a build loudly
+    out.append("py")
+    return out
+
+
 IMPLS = _impls()
+LOOP_IMPLS = _loop_impls()
+LOOP_MODULES = {"c": "fastmux.reactor._loop_c", "py": "fastmux.reactor.loop"}
 MODES = [("epoll", False), ("epoll", True), ("poll", False), ("select", False)]
 _CLASSES = {"epoll": "EpollSelector", "poll": "PollSelector", "select": "SelectSelector"}
-LOOP_PARAMS = [(impl, backend, edge) for impl in IMPLS for backend, edge in MODES]
+LOOP_PARAMS = [(loop_impl, impl, backend, edge)
+               for loop_impl in LOOP_IMPLS for impl in IMPLS for backend, edge in MODES]
 
 
-def _loop_id(p: Tuple[str, str, bool]) -> str:
-    return f"{p[0]}-{p[1]}{'-edge' if p[2] else ''}"
+def _loop_id(p: Tuple[str, str, str, bool]) -> str:
+    return f"{p[0]}loop-{p[1]}-{p[2]}{'-edge' if p[3] else ''}"
 
 
-def make_reactor(impl: str, backend: str, edge: bool) -> Reactor:
+def loop_module_of(reactor: Any) -> ModuleType:
+    """The module (compiled or pure twin) whose ``Reactor`` this is: patch its globals."""
+    return sys.modules[type(reactor).__module__]
+
+
+def make_reactor(loop_impl: str, impl: str, backend: str, edge: bool) -> Reactor:
+    reactor_cls = importlib.import_module(LOOP_MODULES[loop_impl]).Reactor
     mod = importlib.import_module(f"fastmux._selectors_{impl}")
     sel = getattr(mod, _CLASSES[backend])()
     try:
-        reactor = Reactor(backend, edge=edge, selector=sel)
+        reactor = reactor_cls(backend, edge=edge, selector=sel)
     except RuntimeError as exc:  # edge mode, selector without flags=
         sel.close()
         pytest.skip(str(exc))
@@ -71,7 +98,7 @@ def loop(request) -> Reactor:
     assert not errors, f"unexpected errors reported to the exception handler: {errors}"
 
 
-@pytest.fixture(params=[p for p in LOOP_PARAMS if p[1] == "epoll" and p[2]], ids=_loop_id)
+@pytest.fixture(params=[p for p in LOOP_PARAMS if p[2] == "epoll" and p[3]], ids=_loop_id)
 def edge_loop(request) -> Reactor:
     """An edge-triggered reactor (every implementation)."""
     reactor = make_reactor(*request.param)
@@ -79,6 +106,12 @@ def edge_loop(request) -> Reactor:
     errors = list(reactor.errors)
     reactor.close()
     assert not errors, f"unexpected errors reported to the exception handler: {errors}"
+
+
+@pytest.fixture
+def loop_module(loop) -> ModuleType:
+    """The twin module that ``loop`` comes from (``_loop_c`` or ``loop``)."""
+    return loop_module_of(loop)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import threading
 import pytest
 
 import fastmux.selectors as fsel
-from fastmux.reactor import Protocol, Reactor, StreamTransport
+from fastmux.reactor import Protocol, Reactor
 from fastmux.reactor import loop as loop_module
 from fastmux.reactor import servers as servers_module
 
@@ -42,9 +42,10 @@ class PerIteration(Protocol):
 
 
 @pytest.fixture
-def small_reads(monkeypatch):
-    """Make recv small so that a modest amount of data outlasts the read budget."""
-    monkeypatch.setattr(StreamTransport, "max_read_size", 256)
+def small_reads(monkeypatch, loop_module):
+    """Make recv small so that a modest amount of data outlasts the read budget
+    (transports read MAX_READ of the loop's own twin when they are made)."""
+    monkeypatch.setattr(loop_module, "MAX_READ", 256)
 
 
 def test_budget_exhausted_fd_is_requeued_without_new_edges(loop, socketpair, small_reads):

@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from fastmux.reactor import Protocol, StreamTransport
+from fastmux.reactor import Protocol
 from fastmux.reactor import loop as loop_module
 
 TIMEOUT = 10.0
@@ -68,12 +68,13 @@ def connected(loop, socketpair, protocol, sink=True):
     return transport, (Sink(loop, b) if sink else b)
 
 
-def test_echo_server_and_client(loop, recorder):
+def test_echo_server_and_client(loop, loop_module, recorder):
     server = loop.create_server(lambda: recorder(echo=True), "127.0.0.1", 0)
     client = recorder()
     transport, proto = loop.create_connection(lambda: client, "127.0.0.1", server.port)
     assert proto is client
-    assert isinstance(transport, StreamTransport)
+    assert isinstance(transport, loop_module.StreamTransport)  # the loop's own twin
+    assert type(loop) is loop_module.Reactor
     transport.write(b"hello ")
     transport.write(b"world")
     assert loop.run_until(lambda: client.data == b"hello world", timeout=TIMEOUT)
@@ -257,10 +258,10 @@ def test_sendfile_small_and_ranges(loop, socketpair, recorder, datafile):
 
 
 @pytest.mark.parametrize("copy", [False, True], ids=["sendfile", "pread-fallback"])
-def test_sendfile_large_ordered_with_writes_file_closed_early(loop, socketpair, recorder, closing,
+def test_sendfile_large_ordered_with_writes_file_closed_early(loop, loop_module, socketpair, recorder, closing,
                                                              monkeypatch, copy):
     if copy:
-        monkeypatch.setattr(loop_module, "_sigpipe_ignored", lambda: False)
+        monkeypatch.setattr(loop_module, "_sigpipe_ignored", lambda: False)  # the loop's own twin
     data = pattern(3 * 1024 * 1024 + 7, seed=5)
     f = tempfile.TemporaryFile()
     f.write(data)
