@@ -38,6 +38,8 @@ import socket
 import stat
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
+from ._memory import RELEASE_AFTER_PEAK, release_memory
+
 from ._errors import ACCEPT_RESOURCE_ERRNOS, ACCEPT_SKIP_ERRNOS
 from ._fdwatch import EPOLLET, EPOLLEXCLUSIVE, EVENT_READ
 
@@ -142,6 +144,7 @@ class Server:
         self._retry_timer: Any = None
         self._retry_delay = ACCEPT_RETRY_MIN
         self._active = 0
+        self._peak = 0  # most connections at once since memory was last released
         self.accept_pauses = 0  # how many times EMFILE & co. paused accepting
         loop._servers.add(self)
         for listener in self._listeners:
@@ -237,11 +240,16 @@ class Server:
                                          "exception": exc, "server": self})
             return
         self._active += 1
+        if self._active > self._peak:
+            self._peak = self._active
         transport = loop._stream_cls(loop, protocol, conn, server=self, peer=addr)
         transport._connection_made()
 
     def _detach(self, transport: Any) -> None:
         self._active -= 1
+        if self._active == 0 and self._peak >= RELEASE_AFTER_PEAK:
+            self._peak = 0
+            self._loop.call_soon(release_memory)  # see _memory
         if self._paused:
             self._resume_accepting()  # a descriptor was just freed
 
