@@ -47,6 +47,7 @@ import errno
 import inspect
 import os
 import select as _select_mod
+import selectors as _stdlib_selectors
 import socket
 import sys
 import threading
@@ -94,18 +95,9 @@ def best_backend() -> str:
     return available_backends()[0]
 
 
-def fileno_of(fileobj: Any) -> int:
-    """The fd number of an int or of an object with ``fileno()``."""
-    if isinstance(fileobj, int):
-        fd = fileobj
-    else:
-        try:
-            fd = int(fileobj.fileno())
-        except (AttributeError, TypeError, ValueError):
-            raise ValueError(f"Invalid file object: {fileobj!r}") from None
-    if fd < 0:
-        raise ValueError(f"Invalid file descriptor: {fd}")
-    return fd
+# The fd number of an int or of an object with ``fileno()``, with the
+# selectors module's errors (the same helper the selector twins use).
+fileno_of = _stdlib_selectors._fileobj_to_fd
 
 
 def selector_supports_flags(sel: Any) -> bool:
