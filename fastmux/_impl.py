@@ -13,6 +13,7 @@ import os
 import platform
 import sys
 from types import ModuleType
+from typing import List
 
 
 def env_flag(name: str) -> bool:
@@ -44,3 +45,15 @@ def load_twin(compiled: str, pure: str) -> ModuleType:
         except ImportError:
             pass
     return importlib.import_module(pure)
+
+
+def implementations(compiled: str) -> List[str]:
+    """``["c", "py"]`` when the module named ``compiled`` is wanted and built,
+    else ``["py"]``: the twins that tests should run against."""
+    if WANT_EXTENSIONS:
+        try:
+            importlib.import_module(compiled)
+            return ["c", "py"]
+        except ImportError:
+            pass  # tests/core/test_impl.py and tests/reactor/test_twin.py fail such a build
+    return ["py"]

@@ -4,28 +4,15 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import List
 
 import pytest
 
-from fastmux._impl import WANT_EXTENSIONS
+from fastmux._impl import implementations
 
 BACKENDS = ("epoll", "poll", "select")
 
 
-def _available_impls() -> List[str]:
-    impls = []
-    if WANT_EXTENSIONS:
-        try:
-            importlib.import_module("fastmux._selectors_c")
-            impls.append("c")
-        except ImportError:
-            pass  # tests/core/test_impl.py fails such a build loudly
-    impls.append("py")
-    return impls
-
-
-IMPLS = _available_impls()
+IMPLS = implementations("fastmux._selectors_c")
 
 
 def _module(kind: str, impl: str) -> ModuleType:

@@ -25,38 +25,14 @@ from typing import Any, Callable, List, Optional, Tuple
 
 import pytest
 
-from fastmux._impl import WANT_EXTENSIONS
+from fastmux._impl import implementations
 from fastmux.reactor import Reactor
 
 TIMEOUT = 10.0  # the bound of every wait in this suite
 
 
-def _impls() -> List[str]:
-    out = []
-    if WANT_EXTENSIONS:
-        try:
-            importlib.import_module("fastmux._selectors_c")
-            out.append("c")
-        except ImportError:
-            pass  # tests/core/test_impl.py fails such a build loudly
-    out.append("py")
-    return out
-
-
-def _loop_impls() -> List[str]:
-    out = []
-    if WANT_EXTENSIONS:
-        try:
-            importlib.import_module("fastmux.reactor._loop_c")
-            out.append("c")
-        except ImportError:
-            pass  # tests/reactor/test_twin.py fails such a build loudly
-    out.append("py")
-    return out
-
-
-IMPLS = _impls()
-LOOP_IMPLS = _loop_impls()
+IMPLS = implementations("fastmux._selectors_c")
+LOOP_IMPLS = implementations("fastmux.reactor._loop_c")
 LOOP_MODULES = {"c": "fastmux.reactor._loop_c", "py": "fastmux.reactor.loop"}
 MODES = [("epoll", False), ("epoll", True), ("poll", False), ("select", False)]
 _CLASSES = {"epoll": "EpollSelector", "poll": "PollSelector", "select": "SelectSelector"}
