@@ -18,7 +18,13 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-CORE_MODULES = ["_pollers_c", "_selectors_c", "_kernel_floor"]
+CORE_MODULES = ["_pollers_c", "_selectors_c", "_kernel_floor", "http._parser_c"]
+
+# C sources compiled into a core module besides its .pyx, and their headers.
+LLHTTP = "src/fastmux/vendor/llhttp"
+VENDORED = {
+    "http._parser_c": ([f"{LLHTTP}/{c}" for c in ("llhttp.c", "api.c", "http.c")], [LLHTTP]),
+}
 
 # Pure-Python modules that are also compiled, unchanged, into a twin extension
 # (extension name -> the .py it is compiled from).  The .py stays the one
@@ -62,7 +68,8 @@ def _extensions():
     exts = [
         Extension(
             f"fastmux.{name}",
-            [f"src/fastmux/{name}.pyx"],
+            [f"src/fastmux/{name.replace('.', '/')}.pyx"] + VENDORED.get(name, ([], []))[0],
+            include_dirs=VENDORED.get(name, ([], []))[1],
             define_macros=macros,
             extra_compile_args=cflags,
         )

@@ -47,14 +47,19 @@ buffer would make the kernel send RST, which can destroy the response (a
 413 to an upload, say) before the client reads it.
 
 *The hot path* -- ``GET /`` or ``HEAD /`` on a keep-alive connection with no
-application and no ``--dir`` -- is: three parser callbacks (``on_url``,
-``on_header`` per header, ``on_message_complete``), two parser queries, one
-``transport.write`` of a prebuilt response (``Clock.hello``).  No request
-object, no dict, no formatting, no timer.  It is taken only when the whole
-request arrived in one small read with no body, so every limit above holds
-by construction; anything else takes the general path.  Not checked on any
-path: the presence of ``Host`` (http.server, uvicorn and gunicorn do not
-either) -- a deliberate trade for the hot path.
+application and no ``--dir`` -- is one ``transport.write`` of a prebuilt
+response (``Clock.hello``): no request object, no dict, no formatting, no
+timer.  It is taken only for a small read (so every size limit above holds
+by construction) on a connection with nothing queued; anything else takes
+the general path.  With the compiled parser (``fastmux.http._parser_c``,
+the same llhttp driven from C) the protocol hands such a read to
+``feed_hello``, which recognizes and answers these requests in C without a
+single Python callback and delivers every other request through the usual
+callbacks.  With httptools (the pure-Python build) the same decision is made
+in ``on_message_complete`` after three callbacks (``on_url``, ``on_header``
+per header, ``on_message_complete``).  Not checked on any path: the presence
+of ``Host`` (http.server, uvicorn and gunicorn do not either) -- a
+deliberate trade for the hot path.
 """
 from __future__ import annotations
 
@@ -73,15 +78,18 @@ from httptools import (
     HttpParserError,
     HttpParserInvalidMethodError,
     HttpParserUpgrade,
-    HttpRequestParser,
 )
 
+from .._impl import load_twin
 from .app import App, render
 from .request import Request, split_target
 from .response import CLOSE, CONTINUE_100, KEEP, Clock, simple_response
 from .static import FileSend, Reply, StaticFiles
 
-__all__ = ["HttpConfig", "HttpProtocol", "HttpServer"]
+__all__ = ["HttpConfig", "HttpProtocol", "HttpServer", "RequestParser"]
+
+# httptools' parser, or its compiled twin on the same llhttp with feed_hello.
+RequestParser: type = load_twin("fastmux.http._parser_c", "httptools").HttpRequestParser
 
 log = logging.getLogger("fastmux.http")
 
@@ -148,7 +156,8 @@ class HttpServer:
     ``loop`` needs ``time()`` and ``call_later()`` (fastmux.Reactor and
     asyncio loops both have them).  ``start()`` begins the once-a-second
     tick (Date header, timeouts); ``close()`` stops it.  Without a loop (unit
-    tests with a fake transport) call ``tick(now)`` by hand.
+    tests with a fake transport) call ``tick(now)`` by hand.  ``parser`` is
+    the request parser class (default :data:`RequestParser`).
     """
 
     def __init__(
@@ -157,8 +166,10 @@ class HttpServer:
         config: Optional[HttpConfig] = None,
         app: Optional[App] = None,
         static: Optional[StaticFiles] = None,
+        parser: Optional[type] = None,
     ) -> None:
         self.loop = loop
+        self.parser = parser or RequestParser
         self.config = config or HttpConfig()
         self.app = app
         self.static = static
@@ -219,7 +230,7 @@ class HttpServer:
     def stats(self) -> dict:
         return {
             "connections": len(self.connections),
-            "requests": self.requests + sum(c._nreq for c in self.connections),
+            "requests": self.requests + sum(c.requests() for c in self.connections),
         }
 
 
@@ -237,7 +248,7 @@ class HttpProtocol:
     """One HTTP/1.x connection.  See the module docstring for the design."""
 
     __slots__ = (
-        "_server", "_config", "_clock", "_transport", "_write", "_parser", "_feed",
+        "_server", "_config", "_clock", "_transport", "_write", "_parser", "_feed", "_feed_hello",
         "_url", "_headers", "_body", "_body_len", "_head_bytes", "_scanned",
         "_fast", "_fast_ok", "_careful", "_closing", "_lingering", "_eof", "_draining",
         "_queue", "_deferred", "_in_drain", "_writing_paused", "_reading_paused", "_wprogress",
@@ -257,6 +268,7 @@ class HttpProtocol:
         self._write: Callable[[bytes], Any] = _noop
         self._parser: Optional[HttpRequestParser] = None
         self._feed: Callable[[bytes], Any] = _noop
+        self._feed_hello: Optional[Callable[[bytes, Tuple[bytes, ...]], Any]] = None
         # The request being parsed.
         self._url = b""
         self._headers: List[Tuple[bytes, bytes]] = []
@@ -285,7 +297,7 @@ class HttpProtocol:
         self._reading_paused = False
         self._wprogress = 0
         # Timeouts (see _check_timeouts).
-        self._nreq = 0
+        self._nreq = 0  # requests completed, except those feed_hello answered
         self._tkey: Any = None
         self._tsince = 0.0
         self._peer: Any = None
@@ -295,7 +307,13 @@ class HttpProtocol:
         self._small = server.config.small_read
 
     def __repr__(self) -> str:
-        return f"<HttpProtocol peer={self._peer!r} requests={self._nreq}>"
+        return f"<HttpProtocol peer={self._peer!r} requests={self.requests()}>"
+
+    def requests(self) -> int:
+        """Requests completed on this connection."""
+        if self._feed_hello is not None:
+            return self._nreq + self._parser.answered  # type: ignore[union-attr]
+        return self._nreq
 
     # -- transport events -----------------------------------------------------
 
@@ -303,8 +321,11 @@ class HttpProtocol:
         # TCP_NODELAY is already set by both fastmux.Reactor and asyncio.
         self._transport = transport
         self._write = transport.write
-        self._parser = HttpRequestParser(self)
-        self._feed = self._parser.feed_data
+        self._parser = parser = self._server.parser(self)
+        self._feed = parser.feed_data
+        self._feed_hello = getattr(parser, "feed_hello", None)
+        if self._feed_hello is not None:
+            parser.set_hello(self._write, self._config.max_headers)
         self._peer = transport.get_extra_info("peername")
         # A transport with sendfile(file, offset, count) (fastmux's) sends
         # files zero-copy; otherwise they are streamed with pread + write.
@@ -322,7 +343,10 @@ class HttpProtocol:
             self._data_careful(data)
             return
         try:
-            self._feed(data)
+            if self._fast and self._feed_hello is not None:
+                self._feed_hello(data, self._clock.hello)
+            else:
+                self._feed(data)
         except HttpParserUpgrade as exc:
             self._after_upgrade(data, exc.args[0])
         except HttpParserError as exc:
@@ -354,11 +378,12 @@ class HttpProtocol:
         server.connections.discard(self)
         if server.registry is not None:
             server.registry.discard(self)
-        server.requests += self._nreq
+        server.requests += self.requests()
         self._nreq = 0
         self._transport = None
         self._write = _noop
         self._feed = _noop
+        self._feed_hello = None
         self._parser = None  # break the parser <-> protocol cycle
         self._headers = []
         self._body = []
@@ -822,12 +847,12 @@ class HttpProtocol:
             key, limit = ("linger",), cfg.linger_timeout
         elif self._url:
             if self._body_len:
-                key, limit = ("body", self._nreq, self._body_len), cfg.body_timeout
+                key, limit = ("body", self.requests(), self._body_len), cfg.body_timeout
             else:
-                key, limit = ("head", self._nreq), cfg.header_timeout
+                key, limit = ("head", self.requests()), cfg.header_timeout
         else:
             # draining and still idle: what was pending formed no request
-            key, limit = ("idle", self._nreq), (0.0 if self._draining else cfg.keepalive_timeout)
+            key, limit = ("idle", self.requests()), (0.0 if self._draining else cfg.keepalive_timeout)
         if key != self._tkey:
             self._tkey = key
             self._tsince = now

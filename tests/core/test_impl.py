@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 import fastmux
+import fastmux.http.protocol
 from fastmux import _impl
 
 COMPILED_PLATFORM = platform.python_implementation() == "CPython" and sys.platform.startswith("linux")
-CORE_MODULES = ("_pollers_c", "_selectors_c", "_kernel_floor")
+CORE_MODULES = ("_pollers_c", "_selectors_c", "_kernel_floor", "http._parser_c")
 PACKAGE_DIR = Path(fastmux.__file__).resolve().parent
 
 _PROBE = """
@@ -68,6 +69,7 @@ def test_compiled_core_is_loaded():
     assert fastmux._pollers.IMPLEMENTATION == "c"
     assert fastmux.selectors.EpollSelector.__module__ == "fastmux._selectors_c"
     assert fastmux._pollers.Epoll.__module__ == "fastmux._pollers_c"
+    assert fastmux.http.protocol.RequestParser.__module__ == "fastmux.http._parser_c"
     assert fastmux.info()["compiled"] is True
 
 
@@ -84,6 +86,7 @@ def test_fallback_is_the_python_twin():
     assert fastmux.selectors.IMPLEMENTATION == "py"
     assert fastmux._pollers.IMPLEMENTATION == "py"
     assert fastmux.selectors.EpollSelector.__module__ == "fastmux._selectors_py"
+    assert fastmux.http.protocol.RequestParser.__module__.startswith("httptools")
 
 
 def test_compiled_build_is_not_stale():
@@ -95,8 +98,9 @@ def test_compiled_build_is_not_stale():
         pytest.skip("not an in-place build from a source tree")
     checked = 0
     for name in CORE_MODULES:
-        built = list(PACKAGE_DIR.glob(f"{name}.*.so"))
-        pyx = src / f"{name}.pyx"
+        path = name.replace(".", "/")
+        built = list(PACKAGE_DIR.glob(f"{path}.*.so"))
+        pyx = src / f"{path}.pyx"
         if not built or not pyx.exists():
             continue
         deps = [pyx] + _cimported_pxds(pyx, src.parent)

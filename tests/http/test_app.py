@@ -14,6 +14,9 @@ from fastmux.http.static import StaticFiles
 
 from http_helpers import Conn, make_server, parse_responses
 
+# Each test runs with both request parsers (see conftest.parser_twin).
+pytestmark = pytest.mark.usefixtures("parser_twin")
+
 
 def run(app, raw, methods=(), **server_kw):
     conn = Conn(make_server(app=app, **server_kw))

@@ -10,6 +10,9 @@ from fastmux.http.response import Clock
 
 from http_helpers import Conn, make_server, parse_responses, strip_date
 
+# Each test runs with both request parsers (see conftest.parser_twin).
+pytestmark = pytest.mark.usefixtures("parser_twin")
+
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 HEAD = b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -50,11 +53,30 @@ def test_head_has_headers_but_no_body(conn):
         assert data.endswith(b"\r\n\r\n")
 
 
+def test_connection_uses_the_parser_twin(conn, parser_twin):
+    assert type(conn.protocol._parser) is parser_twin
+
+
+def test_hello_is_answered_inside_the_compiled_parser(conn, parser_twin):
+    """With the compiled parser, warm hello requests never reach Python
+    callbacks: feed_hello answers them (and counts them)."""
+    if not hasattr(parser_twin, "feed_hello"):
+        pytest.skip("httptools: on_message_complete answers hello")
+    conn.feed(GET)  # the first request of a connection takes the general path
+    data = conn.feed(GET + HEAD + GET)
+    assert [r.status for r in parse_responses(data, ["GET", "HEAD", "GET"])] == [200, 200, 200]
+    assert conn.protocol._parser.answered == 3
+    assert conn.protocol.requests() == 4
+    conn.feed(b"GET /nope HTTP/1.1\r\n\r\n" + GET)  # the rest of a read after a miss: callbacks
+    assert conn.protocol._parser.answered == 3
+    assert conn.protocol.requests() == 6
+
+
 def test_keep_alive_many_requests(conn):
     for _ in range(50):
         assert one(conn.feed(GET)).body == b"Hello, World"
     assert not conn.finished
-    assert conn.protocol._nreq == 50
+    assert conn.protocol.requests() == 50
 
 
 def test_http10_closes_by_default(conn):

@@ -17,6 +17,9 @@ from hypothesis import strategies as st
 
 from http_helpers import Conn, make_server, parse_responses, recv_responses, strip_date
 
+# Each test runs with both request parsers (see conftest.parser_twin).
+pytestmark = pytest.mark.usefixtures("parser_twin")
+
 # FASTMUX_HYPOTHESIS_EXAMPLES=5000 for a longer hunt.
 SETTINGS = settings(
     max_examples=int(os.environ.get("FASTMUX_HYPOTHESIS_EXAMPLES", "150")),

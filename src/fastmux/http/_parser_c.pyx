@@ -1,0 +1,416 @@
+# cython: language_level=3
+"""httptools' request parser, on the same llhttp, driven from C -- plus
+``feed_hello``, which answers the hello-world request without calling Python.
+
+``HttpRequestParser(protocol)`` behaves as ``httptools.HttpRequestParser``
+does for the parts of its interface fastmux uses: ``feed_data``,
+``get_method``, ``get_http_version``, ``should_keep_alive``,
+``should_upgrade``; the protocol callbacks ``on_message_begin``, ``on_url``,
+``on_header``, ``on_headers_complete``, ``on_body``, ``on_message_complete``,
+``on_chunk_header``, ``on_chunk_complete``; and httptools' own exception
+classes, with the same messages.  tests/http/test_parser_twins.py feeds both
+parsers the same bytes, split the same way, and fails on any difference.
+
+``feed_hello(data, replies)`` parses ``data`` as ``feed_data`` does, except
+for requests that begin in ``data`` and turn out to be ``GET /`` or
+``HEAD /``, HTTP/1.0 or 1.1, keep-alive, without a body, upgrade, or more
+than ``max_headers`` (or ``MAX_HELD_HEADERS``) headers: each of those is answered by writing
+``replies[0]`` (GET) or ``replies[1]`` (HEAD) with the ``write`` given to
+``set_hello``, and makes no callback at all (``answered`` counts them).
+Until a request is known to be one, its URL and headers are held as spans
+of ``data``; as soon as it is known not to be (or ``data`` ends first), the
+held callbacks are made, in order, exactly as ``feed_data`` would have made
+them, and the rest of ``data`` is parsed as ``feed_data`` parses it.
+"""
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from libc.stdint cimport uint64_t
+
+from fastmux.includes cimport llhttp as ll
+
+from httptools import (
+    HttpParserCallbackError,
+    HttpParserError,
+    HttpParserInvalidMethodError,
+    HttpParserInvalidStatusError,
+    HttpParserInvalidURLError,
+    HttpParserUpgrade,
+)
+
+__all__ = ["HttpRequestParser", "MAX_HELD_HEADERS"]
+
+# Spans held per request: the URL and up to 32 header fields with values.  A
+# request with more headers than that is released (its callbacks are made)
+# when its 33rd arrives: it is answered in Python.
+cdef enum:
+    MAX_HELD = 65
+MAX_HELD_HEADERS = (MAX_HELD - 1) // 2
+
+cdef enum SpanKind:
+    URL
+    FIELD
+    VALUE
+
+cdef struct Span:
+    SpanKind kind
+    const char *at
+    size_t length
+
+
+cdef class HttpRequestParser:
+    cdef ll.llhttp_t _p
+    cdef ll.llhttp_settings_t _settings
+    cdef object _on_message_begin, _on_url, _on_header, _on_headers_complete
+    cdef object _on_body, _on_message_complete, _on_chunk_header, _on_chunk_complete
+    # The header being assembled: delivered when the next field begins or
+    # the head (or a chunk's trailers) ends, as httptools does.
+    cdef bytes _name
+    cdef bytes _value
+    cdef object _error  # raised by a callback: the __context__ of the parse error
+
+    # feed_hello
+    cdef object _write
+    cdef object _replies
+    cdef int _max_headers
+    cdef bint _hello  # requests beginning now may be answered here
+    cdef bint _holding  # the current request's callbacks are held
+    cdef bint _in_message
+    cdef int _nheld
+    cdef int _nfields
+    cdef Span _held[MAX_HELD]
+    cdef readonly uint64_t answered  # requests feed_hello answered (no callbacks made)
+
+    def __cinit__(self):
+        ll.llhttp_settings_init(&self._settings)
+        self._settings.on_message_begin = _cb_message_begin
+        self._settings.on_url = _cb_url
+        self._settings.on_header_field = _cb_header_field
+        self._settings.on_header_value = _cb_header_value
+        self._settings.on_headers_complete = _cb_headers_complete
+        self._settings.on_body = _cb_body
+        self._settings.on_message_complete = _cb_message_complete
+        self._settings.on_chunk_header = _cb_chunk_header
+        self._settings.on_chunk_complete = _cb_chunk_complete
+        ll.llhttp_init(&self._p, ll.HTTP_REQUEST, &self._settings)
+        self._p.data = <void *>self
+
+    def __init__(self, protocol):
+        self._on_message_begin = getattr(protocol, "on_message_begin", None)
+        self._on_url = getattr(protocol, "on_url", None)
+        self._on_header = getattr(protocol, "on_header", None)
+        self._on_headers_complete = getattr(protocol, "on_headers_complete", None)
+        self._on_body = getattr(protocol, "on_body", None)
+        self._on_message_complete = getattr(protocol, "on_message_complete", None)
+        self._on_chunk_header = getattr(protocol, "on_chunk_header", None)
+        self._on_chunk_complete = getattr(protocol, "on_chunk_complete", None)
+
+    # -- httptools' interface --------------------------------------------------
+
+    def get_method(self):
+        return <bytes>ll.llhttp_method_name(<ll.llhttp_method_t>self._p.method)
+
+    def get_http_version(self):
+        major = self._p.http_major
+        minor = self._p.http_minor
+        if major == 1:
+            return "1.1" if minor == 1 else ("1.0" if minor == 0 else f"1.{minor}")
+        return f"{major}.{minor}"
+
+    def should_keep_alive(self):
+        return bool(ll.llhttp_should_keep_alive(&self._p))
+
+    def should_upgrade(self):
+        return bool(self._p.upgrade)
+
+    def feed_data(self, data):
+        self._feed(data, False)
+
+    # -- the hello-world shortcut ----------------------------------------------
+
+    def set_hello(self, write, int max_headers):
+        """Where ``feed_hello`` writes its answers, and the most headers a
+        request it answers may have."""
+        self._write = write
+        self._max_headers = max_headers
+
+    def feed_hello(self, data, replies):
+        """``feed_data``, answering hello-world requests itself (see the module doc)."""
+        if self._write is None:
+            raise RuntimeError("feed_hello() before set_hello()")
+        self._replies = replies
+        # A request begun in an earlier read has made its callbacks already.
+        self._feed(data, not self._in_message)
+
+    # -- feeding ---------------------------------------------------------------
+
+    cdef _feed(self, data, bint hello):
+        cdef Py_buffer buf
+        cdef ll.llhttp_errno_t err
+        PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE)
+        self._hello = hello
+        try:
+            err = ll.llhttp_execute(&self._p, <const char *>buf.buf, <size_t>buf.len)
+            if self._holding:
+                # The request goes on in the next read (or llhttp stopped in
+                # it): make its callbacks now, while the spans are valid.
+                self._release_at_end(err)
+                if err == ll.HPE_OK:
+                    err = <ll.llhttp_errno_t>self._p.error
+            if err == ll.HPE_PAUSED_UPGRADE and self._p.upgrade:
+                # As httptools: report where the upgraded stream begins and
+                # leave the parser ready for more.
+                offset = ll.llhttp_get_error_pos(&self._p) - <const char *>buf.buf
+                ll.llhttp_resume_after_upgrade(&self._p)
+                raise HttpParserUpgrade(offset)
+        finally:
+            self._hello = False
+            self._holding = False
+            self._replies = None
+            PyBuffer_Release(&buf)
+        if err != ll.HPE_OK:
+            raise self._parse_error(<ll.llhttp_errno_t>self._p.error)
+
+    cdef _parse_error(self, ll.llhttp_errno_t errno):
+        reason = (<bytes>ll.llhttp_get_error_reason(&self._p)).decode("latin-1")
+        if (errno == ll.HPE_CB_MESSAGE_BEGIN or errno == ll.HPE_CB_HEADERS_COMPLETE
+                or errno == ll.HPE_CB_MESSAGE_COMPLETE or errno == ll.HPE_CB_CHUNK_HEADER
+                or errno == ll.HPE_CB_CHUNK_COMPLETE or errno == ll.HPE_USER):
+            exc = HttpParserCallbackError(reason)
+            if self._error is not None:
+                exc.__context__ = self._error
+                self._error = None
+            return exc
+        if errno == ll.HPE_INVALID_STATUS:
+            return HttpParserInvalidStatusError(reason)
+        if errno == ll.HPE_INVALID_METHOD:
+            return HttpParserInvalidMethodError(reason)
+        if errno == ll.HPE_INVALID_URL:
+            return HttpParserInvalidURLError(reason)
+        return HttpParserError(reason)
+
+    # -- holding a request's callbacks -----------------------------------------
+
+    cdef bint _hold(self, SpanKind kind, const char *at, size_t length) noexcept:
+        """Keep a span of the held request; False when it cannot be held."""
+        cdef Span *last
+        if self._nheld:
+            last = &self._held[self._nheld - 1]
+            if last.kind == kind:  # a span continued within one read
+                if last.at + last.length != at:
+                    return False
+                last.length += length
+                return True
+        if self._nheld == MAX_HELD:
+            return False
+        if kind == FIELD:
+            self._nfields += 1
+        self._held[self._nheld].kind = kind
+        self._held[self._nheld].at = at
+        self._held[self._nheld].length = length
+        self._nheld += 1
+        return True
+
+    cdef bint _answerable(self) noexcept:
+        """At the end of the held request's head: is it one feed_hello answers?"""
+        cdef ll.llhttp_t *p = &self._p
+        if p.method != ll.HTTP_GET and p.method != ll.HTTP_HEAD:
+            return False
+        if p.http_major != 1 or p.http_minor > 1 or p.upgrade:
+            return False
+        if p.flags & (ll.F_CHUNKED | ll.F_TRANSFER_ENCODING | ll.F_UPGRADE):
+            return False
+        if (p.flags & ll.F_CONTENT_LENGTH) and p.content_length:
+            return False
+        if self._nfields > self._max_headers or not ll.llhttp_should_keep_alive(p):
+            return False
+        if self._nheld == 0 or self._held[0].kind != URL:
+            return False
+        return self._held[0].length == 1 and self._held[0].at[0] == b"/"
+
+    cdef int _release(self) except -1:
+        """Make the held callbacks, in order, and stop holding for the rest
+        of this read."""
+        cdef int i
+        cdef Span *span
+        self._holding = False
+        self._hello = False
+        if self._on_message_begin is not None:
+            self._on_message_begin()
+        for i in range(self._nheld):
+            span = &self._held[i]
+            chunk = span.at[:span.length]
+            if span.kind == URL:
+                if self._on_url is not None:
+                    self._on_url(chunk)
+            elif span.kind == FIELD:
+                self._header_field(chunk)
+            else:
+                self._header_value(chunk)
+        self._nheld = 0
+        return 0
+
+    cdef void _release_at_end(self, ll.llhttp_errno_t err) noexcept:
+        """``_release`` outside llhttp: a callback that fails here fails the
+        parser as it would have inside llhttp_execute (unless it failed already)."""
+        try:
+            self._release()
+        except BaseException as exc:
+            if err == ll.HPE_OK:
+                _data_error(self, exc, "callback error")
+                self._p.error = ll.HPE_USER
+
+    # -- httptools' header assembly --------------------------------------------
+
+    cdef int _flush_header(self) except -1:
+        if self._value is not None:
+            name = self._name
+            value = self._value
+            self._name = self._value = None
+            self._on_header(name, value)
+        return 0
+
+    cdef int _header_field(self, bytes chunk) except -1:
+        if self._on_header is None:
+            return 0
+        self._flush_header()
+        self._name = chunk if self._name is None else self._name + chunk
+        return 0
+
+    cdef int _header_value(self, bytes chunk) except -1:
+        if self._on_header is None:
+            return 0
+        self._value = chunk if self._value is None else self._value + chunk
+        return 0
+
+
+# llhttp callbacks.  Each one catches what the protocol raises, keeps it for
+# the parse error's __context__ and returns what httptools returns, so llhttp
+# stops with the same error code and reason.
+
+cdef int _cb_message_begin(ll.llhttp_t *p) noexcept:
+    cdef HttpRequestParser self = <HttpRequestParser>p.data
+    self._in_message = True
+    if self._hello:
+        self._holding = True
+        self._nheld = 0
+        self._nfields = 0
+        return 0
+    try:
+        if self._on_message_begin is not None:
+            self._on_message_begin()
+    except BaseException as exc:
+        self._error = exc
+        return -1
+    return 0
+
+
+cdef int _data_error(HttpRequestParser self, BaseException exc, const char *reason) noexcept:
+    ll.llhttp_set_error_reason(&self._p, reason)
+    self._error = exc
+    return ll.HPE_USER
+
+
+cdef int _cb_url(ll.llhttp_t *p, const char *at, size_t length) noexcept:
+    cdef HttpRequestParser self = <HttpRequestParser>p.data
+    try:
+        if self._holding:
+            if self._hold(URL, at, length):
+                return 0
+            self._release()
+        if self._on_url is not None:
+            self._on_url(at[:length])
+    except BaseException as exc:
+        return _data_error(self, exc, "`on_url` callback error")
+    return 0
+
+
+cdef int _cb_header_field(ll.llhttp_t *p, const char *at, size_t length) noexcept:
+    cdef HttpRequestParser self = <HttpRequestParser>p.data
+    try:
+        if self._holding:
+            if self._hold(FIELD, at, length):
+                return 0
+            self._release()
+        self._header_field(at[:length])
+    except BaseException as exc:
+        return _data_error(self, exc, "`on_header_field` callback error")
+    return 0
+
+
+cdef int _cb_header_value(ll.llhttp_t *p, const char *at, size_t length) noexcept:
+    cdef HttpRequestParser self = <HttpRequestParser>p.data
+    try:
+        if self._holding:
+            if self._hold(VALUE, at, length):
+                return 0
+            self._release()
+        self._header_value(at[:length])
+    except BaseException as exc:
+        return _data_error(self, exc, "`on_header_value` callback error")
+    return 0
+
+
+cdef int _cb_headers_complete(ll.llhttp_t *p) noexcept:
+    cdef HttpRequestParser self = <HttpRequestParser>p.data
+    try:
+        if self._holding:
+            if self._answerable():
+                return 0  # no body follows: the request completes next
+            self._release()
+        self._flush_header()
+        if self._on_headers_complete is not None:
+            self._on_headers_complete()
+    except BaseException as exc:
+        self._error = exc
+        return -1
+    return 1 if p.upgrade else 0
+
+
+cdef int _cb_body(ll.llhttp_t *p, const char *at, size_t length) noexcept:
+    cdef HttpRequestParser self = <HttpRequestParser>p.data
+    try:
+        if self._on_body is not None:
+            self._on_body(at[:length])
+    except BaseException as exc:
+        return _data_error(self, exc, "`on_body` callback error")
+    return 0
+
+
+cdef int _cb_message_complete(ll.llhttp_t *p) noexcept:
+    cdef HttpRequestParser self = <HttpRequestParser>p.data
+    self._in_message = False
+    try:
+        if self._holding:
+            self._holding = False
+            self.answered += 1
+            self._write(self._replies[p.method == ll.HTTP_HEAD])
+        elif self._on_message_complete is not None:
+            self._on_message_complete()
+    except BaseException as exc:
+        self._error = exc
+        return -1
+    return 0
+
+
+cdef int _cb_chunk_header(ll.llhttp_t *p) noexcept:
+    cdef HttpRequestParser self = <HttpRequestParser>p.data
+    try:
+        if self._name is not None or self._value is not None:
+            raise HttpParserError("invalid headers state")
+        if self._on_chunk_header is not None:
+            self._on_chunk_header()
+    except BaseException as exc:
+        self._error = exc
+        return -1
+    return 0
+
+
+cdef int _cb_chunk_complete(ll.llhttp_t *p) noexcept:
+    cdef HttpRequestParser self = <HttpRequestParser>p.data
+    try:
+        self._flush_header()
+        if self._on_chunk_complete is not None:
+            self._on_chunk_complete()
+    except BaseException as exc:
+        self._error = exc
+        return -1
+    return 0
