@@ -33,7 +33,11 @@ VENDORED = {
 # src/fastmux/reactor/_loop_c.pxd (src/ is on the include path; Cython 3
 # needs no __init__.pxd in src/fastmux/reactor for the lookup).
 # fastmux._impl.load_twin() picks the compiled twin at run time.
-TWIN_MODULES = {"fastmux.reactor._loop_c": "fastmux/reactor/loop.py"}
+TWIN_MODULES = {
+    "fastmux.reactor._loop_c": "fastmux/reactor/loop.py",
+    "fastmux.reactor._fdwatch_c": "fastmux/reactor/_fdwatch.py",
+    "fastmux.http._protocol_c": "fastmux/http/protocol.py",
+}
 
 
 def _drop_stale_twin_c_files() -> None:

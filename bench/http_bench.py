@@ -62,7 +62,7 @@ BROWSER_GET = (
 
 
 def _protocol(**server_kw):
-    from fastmux.http.protocol import HttpServer
+    from fastmux.http import HttpServer
 
     server = HttpServer(None, **server_kw)
     proto = server()

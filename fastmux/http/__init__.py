@@ -1,9 +1,15 @@
 """``fastmux serve http``: an HTTP/1.1 server on fastmux's reactor.
 
-Pure Python on top of the compiled core; requests are parsed by httptools
-(llhttp).  Pieces, one module each:
+Requests are parsed by llhttp, the parser httptools wraps.  Pieces, one
+module each:
 
-* :mod:`.protocol` -- the connection protocol and the per-server state;
+* :mod:`.protocol` -- the connection protocol and the per-server state.
+  Like the reactor's loop, it is also compiled unchanged, as
+  ``_protocol_c`` (typed by ``src/fastmux/http/_protocol_c.pxd``), and the
+  request parser has a compiled twin, ``_parser_c`` (llhttp driven from C,
+  httptools' interface).  ``HttpServer`` and friends come from the compiled
+  twins unless ``fastmux._impl`` wants the pure-Python fallback;
+  ``IMPLEMENTATION`` says which (``"c"`` or ``"py"``);
 * :mod:`.request` -- the request object applications receive;
 * :mod:`.response` -- status lines, headers, the once-a-second Date cache;
 * :mod:`.static` -- ``--dir``: static files with sendfile, ranges, 304s;
@@ -21,12 +27,25 @@ Serve your own routes with a callable (see :mod:`.app` for the full rules)::
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from .._impl import load_twin
 from .app import load_app, render
-from .protocol import HttpConfig, HttpProtocol, HttpServer
 from .request import Request
 from .static import StaticFiles
 
+if TYPE_CHECKING:
+    from .protocol import HttpConfig, HttpProtocol, HttpServer
+else:
+    _protocol = load_twin("fastmux.http._protocol_c", "fastmux.http.protocol")
+    HttpConfig = _protocol.HttpConfig
+    HttpProtocol = _protocol.HttpProtocol
+    HttpServer = _protocol.HttpServer
+
+IMPLEMENTATION: str = "c" if HttpProtocol.__module__.endswith("_c") else "py"
+
 __all__ = [
+    "IMPLEMENTATION",
     # serving
     "HttpServer",
     "HttpConfig",

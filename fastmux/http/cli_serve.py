@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 from typing import Any, Callable, Optional
 
+from . import HttpConfig, HttpServer
 from .app import load_app
-from .protocol import HttpConfig, HttpServer
 from .static import StaticFiles
 
 __all__ = ["DEFAULT_PORT", "add_arguments", "make_protocol_factory", "make_server"]

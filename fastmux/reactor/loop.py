@@ -169,7 +169,11 @@ except ImportError:  # pragma: no cover - Cython is not a run-time dependency
     from . import _cython_shim as cython
 
 from ._errors import SENDFILE_FALLBACK_ERRNOS, is_quiet
-from ._fdwatch import EPOLLET, EVENT_READ, EVENT_WRITE, FdWatch, Waker, fileno_of
+
+if cython.compiled:  # each loop twin with its FdWatch twin (setup.py TWIN_MODULES)
+    from ._fdwatch_c import EPOLLET, EVENT_READ, EVENT_WRITE, FdWatch, Waker, fileno_of
+else:
+    from ._fdwatch import EPOLLET, EVENT_READ, EVENT_WRITE, FdWatch, Waker, fileno_of
 from .handles import Handle, TimerHandle
 
 __all__ = ["Reactor", "StreamTransport"]

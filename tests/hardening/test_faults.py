@@ -753,7 +753,7 @@ def test_graceful_shutdown_answers_a_request_waiting_unread_in_the_socket():
     request is already in the server's receive queue, not read yet, when the
     shutdown reaches its idle-looking connection.  It must be answered (with
     ``Connection: close``), not dropped by closing at once."""
-    from fastmux.http.protocol import HttpServer
+    from fastmux.http import HttpServer
 
     a, b = socket.socketpair()
     with a, b:

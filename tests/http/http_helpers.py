@@ -18,7 +18,14 @@ import sys
 import time
 from typing import Any, List, Optional, Sequence, Tuple
 
-from fastmux.http.protocol import HttpConfig, HttpProtocol, HttpServer
+from types import ModuleType
+
+import fastmux.http
+from fastmux.http.protocol import HttpProtocol, HttpServer
+
+# The protocol module make_server builds from: the twin fastmux.http chose,
+# or the one conftest.http_twins puts here for a module's tests.
+protocol: ModuleType = fastmux.http._protocol
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -133,8 +140,8 @@ class Conn:
 
 
 def make_server(**kw: Any) -> HttpServer:
-    config = kw.pop("config", None) or HttpConfig(**kw.pop("limits", {}))
-    return HttpServer(None, config, **kw)
+    config = kw.pop("config", None) or protocol.HttpConfig(**kw.pop("limits", {}))
+    return protocol.HttpServer(None, config, **kw)
 
 
 

@@ -14,8 +14,8 @@ from fastmux.http.static import StaticFiles
 
 from http_helpers import Conn, make_server, parse_responses
 
-# Each test runs with both request parsers (see conftest.parser_twin).
-pytestmark = pytest.mark.usefixtures("parser_twin")
+# Each test runs on every protocol and parser twin (see conftest.http_twins).
+pytestmark = pytest.mark.usefixtures("http_twins")
 
 
 def run(app, raw, methods=(), **server_kw):

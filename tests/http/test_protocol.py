@@ -10,8 +10,8 @@ from fastmux.http.response import Clock
 
 from http_helpers import Conn, make_server, parse_responses, strip_date
 
-# Each test runs with both request parsers (see conftest.parser_twin).
-pytestmark = pytest.mark.usefixtures("parser_twin")
+# Each test runs on every protocol and parser twin (see conftest.http_twins).
+pytestmark = pytest.mark.usefixtures("http_twins")
 
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 HEAD = b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -53,14 +53,16 @@ def test_head_has_headers_but_no_body(conn):
         assert data.endswith(b"\r\n\r\n")
 
 
-def test_connection_uses_the_parser_twin(conn, parser_twin):
-    assert type(conn.protocol._parser) is parser_twin
+def test_connection_uses_the_twins(conn, http_twins):
+    protocol_module, parser_cls = http_twins
+    assert type(conn.protocol) is protocol_module.HttpProtocol
+    assert type(conn.protocol._parser) is parser_cls
 
 
-def test_hello_is_answered_inside_the_compiled_parser(conn, parser_twin):
+def test_hello_is_answered_inside_the_compiled_parser(conn, http_twins):
     """With the compiled parser, warm hello requests never reach Python
     callbacks: feed_hello answers them (and counts them)."""
-    if not hasattr(parser_twin, "feed_hello"):
+    if not hasattr(http_twins[1], "feed_hello"):
         pytest.skip("httptools: on_message_complete answers hello")
     conn.feed(GET)  # the first request of a connection takes the general path
     data = conn.feed(GET + HEAD + GET)

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from http_helpers import Conn, make_server, parse_responses, recv_responses, strip_date
 
-# Each test runs with both request parsers (see conftest.parser_twin).
-pytestmark = pytest.mark.usefixtures("parser_twin")
+# Each test runs on every protocol and parser twin (see conftest.http_twins).
+pytestmark = pytest.mark.usefixtures("http_twins")
 
 # FASTMUX_HYPOTHESIS_EXAMPLES=5000 for a longer hunt.
 SETTINGS = settings(

@@ -11,8 +11,8 @@ from fastmux.http.static import StaticFiles, content_type_for, parse_range
 
 from http_helpers import Conn, make_server, parse_responses
 
-# Each test runs with both request parsers (see conftest.parser_twin).
-pytestmark = pytest.mark.usefixtures("parser_twin")
+# Each test runs on every protocol and parser twin (see conftest.http_twins).
+pytestmark = pytest.mark.usefixtures("http_twins")
 
 PAYLOAD = bytes(range(256)) * 40  # 10240 bytes
 

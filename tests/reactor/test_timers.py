@@ -1,12 +1,13 @@
 """Timers: order, cancellation (and the purge that keeps the heap small), precision without spinning."""
 from __future__ import annotations
 
+import sys
 import time
 
 import pytest
 
 from fastmux.reactor import Reactor, TimerHandle
-from fastmux.reactor import _fdwatch
+
 
 TIMEOUT = 10.0
 
@@ -138,19 +139,20 @@ def test_sub_millisecond_wait_is_not_rounded_to_milliseconds():
     epoll fd with microseconds, so a 0.3 ms timer is not a 1 ms one."""
     with Reactor("epoll") as loop:
         calls = []
-        real = _fdwatch._select
+        watch_module = sys.modules[type(loop._watch).__module__]  # the loop twin's FdWatch twin
+        real = watch_module._select
 
         def spy(r, w, x, timeout):
             calls.append(timeout)
             return real(r, w, x, timeout)
 
-        _fdwatch._select = spy
+        watch_module._select = spy
         try:
             fired = []
             loop.call_later(0.0003, fired.append, 1)
             assert loop.run_until(lambda: fired, timeout=TIMEOUT)
         finally:
-            _fdwatch._select = real
+            watch_module._select = real
         assert calls, "the fine wait was not used"
         assert all(0 < t < 0.0011 for t in calls)
 

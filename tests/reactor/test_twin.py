@@ -60,6 +60,20 @@ def test_compiled_twin_has_its_declarations():
     assert isinstance(pure_loop.StreamTransport.__dict__["_fd"], types.MemberDescriptorType)
 
 
+@pytest.mark.skipif(not _compiled_twin_present(), reason="the compiled twin is not built")
+def test_each_loop_twin_waits_through_its_fdwatch_twin():
+    """_loop_c uses _fdwatch_c (an extension type, typed by _fdwatch_c.pxd);
+    loop.py uses _fdwatch.py, so the pure loop's tests cover the pure FdWatch."""
+    mod = importlib.import_module("fastmux.reactor._loop_c")
+    with mod.Reactor() as loop:
+        watch_cls = type(loop._watch)
+    assert watch_cls.__module__ == "fastmux.reactor._fdwatch_c"
+    assert not watch_cls.__flags__ & HEAPTYPE
+    assert isinstance(watch_cls.__dict__["_spurious"], types.GetSetDescriptorType)
+    with pure_loop.Reactor() as loop:
+        assert type(loop._watch).__module__ == "fastmux.reactor._fdwatch"
+
+
 def test_pure_twin_runs_without_cython():
     """loop.py's `if cython.compiled:` branches are false when it runs as Python,
     whether `cython` is Cython's shadow module or the shim."""
@@ -69,15 +83,16 @@ def test_pure_twin_runs_without_cython():
     assert pure_loop.cython.compiled is False
 
 
-def test_compiled_twin_is_not_stale():
-    """In an in-place build the twin must be newer than loop.py, its .pxd and
+@pytest.mark.parametrize("twin, source", [("_loop_c", "loop.py"), ("_fdwatch_c", "_fdwatch.py")])
+def test_compiled_twin_is_not_stale(twin, source):
+    """In an in-place build a twin must be newer than its .py, its .pxd and
     the C declarations that .pxd cimports; rebuild with
     ``python setup.py build_ext --inplace``."""
     src = PACKAGE_DIR.parent / "src" / "fastmux"
-    built = list((PACKAGE_DIR / "reactor").glob("_loop_c.*.so"))
+    built = list((PACKAGE_DIR / "reactor").glob(f"{twin}.*.so"))
     if not src.is_dir() or not built:
         pytest.skip("not an in-place build from a source tree")
-    deps = [PACKAGE_DIR / "reactor" / "loop.py", src / "reactor" / "_loop_c.pxd", *src.glob("includes/*.pxd")]
+    deps = [PACKAGE_DIR / "reactor" / source, src / "reactor" / f"{twin}.pxd", *src.glob("includes/*.pxd")]
     newest = max(deps, key=lambda p: p.stat().st_mtime)
     for so in built:
         assert so.stat().st_mtime >= newest.stat().st_mtime, (

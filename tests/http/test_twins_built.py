@@ -1,0 +1,69 @@
+"""The compiled HTTP twins are really used where they should be.
+
+``fastmux.http._protocol_c`` is ``fastmux/http/protocol.py`` compiled as it
+is, typed by ``src/fastmux/http/_protocol_c.pxd``; ``fastmux.http._parser_c``
+is llhttp driven from C.  The other HTTP unit tests run on every pair of
+twins (conftest.http_twins); these guard against a build that silently ships
+only the slow ones, or a protocol twin Cython built without its declarations.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import types
+from pathlib import Path
+
+import pytest
+
+import fastmux
+import fastmux.http
+from fastmux import _impl
+from fastmux.http import protocol as pure_protocol
+
+PACKAGE_DIR = Path(fastmux.__file__).resolve().parent
+HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: set for classes made by a class statement
+
+
+def _built(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+@pytest.mark.skipif(not _impl.WANT_EXTENSIONS, reason="the fallback is wanted here")
+def test_compiled_http_twins_are_loaded():
+    importlib.import_module("fastmux.http._protocol_c")  # an ImportError fails here, loudly
+    importlib.import_module("fastmux.http._parser_c")
+    assert fastmux.http.IMPLEMENTATION == "c"
+    assert fastmux.http.HttpServer.__module__ == "fastmux.http._protocol_c"
+    assert fastmux.http.HttpServer(None).parser.__module__ == "fastmux.http._parser_c"
+
+
+@pytest.mark.skipif(_impl.WANT_EXTENSIONS, reason="compiled build")
+def test_fallback_is_pure_python_on_httptools():
+    assert fastmux.http.IMPLEMENTATION == "py"
+    assert fastmux.http.HttpServer is pure_protocol.HttpServer
+    assert fastmux.http.HttpServer(None).parser.__module__.startswith("httptools")
+
+
+@pytest.mark.skipif(not _built("fastmux.http._protocol_c"), reason="the compiled twin is not built")
+def test_compiled_protocol_has_its_declarations():
+    """Cython found _protocol_c.pxd: HttpProtocol is an extension type with
+    C attributes, not the .py's class merely compiled."""
+    mod = importlib.import_module("fastmux.http._protocol_c")
+    assert not mod.HttpProtocol.__flags__ & HEAPTYPE
+    assert isinstance(mod.HttpProtocol.__dict__["_fast"], types.GetSetDescriptorType)
+    assert pure_protocol.HttpProtocol.__flags__ & HEAPTYPE
+    assert isinstance(pure_protocol.HttpProtocol.__dict__["_fast"], types.MemberDescriptorType)
+
+
+def test_compiled_protocol_is_not_stale():
+    """In an in-place build the twin must be newer than protocol.py and its
+    .pxd; rebuild with ``python setup.py build_ext --inplace``."""
+    src = PACKAGE_DIR.parent / "src" / "fastmux"
+    built = list((PACKAGE_DIR / "http").glob("_protocol_c.*.so"))
+    if not src.is_dir() or not built:
+        pytest.skip("not an in-place build from a source tree")
+    deps = [PACKAGE_DIR / "http" / "protocol.py", src / "http" / "_protocol_c.pxd"]
+    newest = max(deps, key=lambda p: p.stat().st_mtime)
+    for so in built:
+        assert so.stat().st_mtime >= newest.stat().st_mtime, (
+            f"{so.name} is older than {newest}: run `python setup.py build_ext --inplace`")
