@@ -171,7 +171,8 @@ except ImportError:  # pragma: no cover - Cython is not a run-time dependency
 from ._errors import SENDFILE_FALLBACK_ERRNOS, is_quiet
 
 if cython.compiled:  # each loop twin with its FdWatch twin (setup.py TWIN_MODULES)
-    from ._fdwatch_c import EPOLLET, EVENT_READ, EVENT_WRITE, FdWatch, Waker, fileno_of
+    # FdWatch itself is cimported by _loop_c.pxd: the loop calls it in C.
+    from ._fdwatch_c import EPOLLET, EVENT_READ, EVENT_WRITE, Waker, fileno_of
 else:
     from ._fdwatch import EPOLLET, EVENT_READ, EVENT_WRITE, FdWatch, Waker, fileno_of
 from .handles import Handle, TimerHandle
@@ -520,7 +521,7 @@ class Reactor:
         if ready or requeued or self._stopping:
             events = watch.poll()
         elif timers:
-            while timers and timers[0][2]._cancelled:
+            while self._cancelled_timers and timers and timers[0][2]._cancelled:
                 _heappop(timers)
                 self._cancelled_timers -= 1
             events = watch.wait(timers[0][0] if timers else None)

@@ -7,10 +7,12 @@
 # spurious-wakeup count -- into C instead of a Python frame.  The rules of
 # _loop_c.pxd hold here: every attribute ``public``, flags ``bint``, counts
 # ``Py_ssize_t``.
+cimport cython
 
 
 cdef class FdWatch:
-    cdef dict __dict__
+    # No __dict__: with one, every call of a cpdef method below would first
+    # look for a per-instance override.
     cdef public str name
     cdef public object _sel
     cdef public bint flags_ok, edge, _exclusive_ok
@@ -19,3 +21,9 @@ cdef class FdWatch:
     cdef public dict _always, _flags
     cdef public list _fine_fds
     cdef public Py_ssize_t _spurious, rebuilds, spurious_total, stale_total
+
+    # What the loop calls every iteration: C calls from _loop_c, which types
+    # its _watch as this class.
+    cpdef poll(self)
+    @cython.locals(now=double, timeout=double)
+    cpdef wait(self, deadline)

@@ -22,6 +22,7 @@ from cpython.object cimport PyObject
 from libc cimport errno as cerr  # (EWOULDBLOCK == EAGAIN on Linux)
 
 from fastmux.includes cimport system as c
+from fastmux.reactor._fdwatch_c cimport FdWatch
 
 
 cdef extern from "Python.h":
@@ -46,7 +47,7 @@ cdef class Reactor:
     cdef dict __dict__          # callers may hang their own attributes on a reactor
     cdef object __weakref__
     cdef public bint _closed
-    cdef public object _watch
+    cdef public FdWatch _watch
     cdef public bint _edge
     cdef public object _stream_cls
     cdef public object _ready               # collections.deque of Handle
