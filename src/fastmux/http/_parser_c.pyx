@@ -22,7 +22,8 @@ of ``data``; as soon as it is known not to be (or ``data`` ends first), the
 held callbacks are made, in order, exactly as ``feed_data`` would have made
 them, and the rest of ``data`` is parsed as ``feed_data`` parses it.
 """
-from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_FillInfo, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport uint64_t
 
 from fastmux.includes cimport llhttp as ll
@@ -145,7 +146,10 @@ cdef class HttpRequestParser:
     cdef _feed(self, data, bint hello):
         cdef Py_buffer buf
         cdef ll.llhttp_errno_t err
-        PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE)
+        if type(data) is bytes:  # what transports pass: no buffer protocol needed
+            PyBuffer_FillInfo(&buf, data, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), 1, PyBUF_SIMPLE)
+        else:
+            PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE)
         self._hello = hello
         try:
             err = ll.llhttp_execute(&self._p, <const char *>buf.buf, <size_t>buf.len)
@@ -311,10 +315,10 @@ cdef int _data_error(HttpRequestParser self, BaseException exc, const char *reas
 
 cdef int _cb_url(ll.llhttp_t *p, const char *at, size_t length) noexcept:
     cdef HttpRequestParser self = <HttpRequestParser>p.data
+    if self._holding and self._hold(URL, at, length):
+        return 0  # (before the try: no exception state to save on the hot path)
     try:
         if self._holding:
-            if self._hold(URL, at, length):
-                return 0
             self._release()
         if self._on_url is not None:
             self._on_url(at[:length])
@@ -325,10 +329,10 @@ cdef int _cb_url(ll.llhttp_t *p, const char *at, size_t length) noexcept:
 
 cdef int _cb_header_field(ll.llhttp_t *p, const char *at, size_t length) noexcept:
     cdef HttpRequestParser self = <HttpRequestParser>p.data
+    if self._holding and self._hold(FIELD, at, length):
+        return 0  # (before the try: no exception state to save on the hot path)
     try:
         if self._holding:
-            if self._hold(FIELD, at, length):
-                return 0
             self._release()
         self._header_field(at[:length])
     except BaseException as exc:
@@ -338,10 +342,10 @@ cdef int _cb_header_field(ll.llhttp_t *p, const char *at, size_t length) noexcep
 
 cdef int _cb_header_value(ll.llhttp_t *p, const char *at, size_t length) noexcept:
     cdef HttpRequestParser self = <HttpRequestParser>p.data
+    if self._holding and self._hold(VALUE, at, length):
+        return 0  # (before the try: no exception state to save on the hot path)
     try:
         if self._holding:
-            if self._hold(VALUE, at, length):
-                return 0
             self._release()
         self._header_value(at[:length])
     except BaseException as exc:
@@ -351,10 +355,10 @@ cdef int _cb_header_value(ll.llhttp_t *p, const char *at, size_t length) noexcep
 
 cdef int _cb_headers_complete(ll.llhttp_t *p) noexcept:
     cdef HttpRequestParser self = <HttpRequestParser>p.data
+    if self._holding and self._answerable():
+        return 0  # no body follows: the request completes next
     try:
         if self._holding:
-            if self._answerable():
-                return 0  # no body follows: the request completes next
             self._release()
         self._flush_header()
         if self._on_headers_complete is not None:
