@@ -173,6 +173,11 @@ cdef class _Selector:
     cdef Poller _poller
     cdef Py_ssize_t _nkeys    # registrations (get_map()'s len)
     cdef list _by_fd          # fd -> SelectorKey or None: the hot-path lookup
+    # fd -> None or [(key, READ), (key, WRITE), (key, READ|WRITE)], each made
+    # on first use: select() hands out the same immutable pair every time an
+    # fd is ready the same way, instead of a new tuple per event.  Dropped
+    # whenever the fd's key or events change (_store).
+    cdef list _pairs
     cdef Slot *_slots         # fd -> events and flags, as long as _by_fd
     cdef object _map
     cdef bint _closed
@@ -184,6 +189,7 @@ cdef class _Selector:
         # subclass that skips __init__ (or cls.__new__(cls)) gets ValueError,
         # not a NULL poller or a None list dereferenced in C.
         self._by_fd = []
+        self._pairs = []
         self._closed = True
         if FASTMUX_DEBUG:
             counters.objects_created += 1
@@ -192,6 +198,7 @@ cdef class _Selector:
         self._poller = self._new_poller()
         self._nkeys = 0
         self._by_fd = []
+        self._pairs = []
         self._map = _SelectorMapping(self)
         self._closed = False
         self._generation = fork_generation
@@ -244,9 +251,11 @@ cdef class _Selector:
             memset(slots + n, 0, (cap - n) * sizeof(Slot))
             self._slots = slots
             self._by_fd.extend([None] * (cap - n))
+            self._pairs.extend([None] * (cap - n))
         old = self._by_fd[fd]
         self._nkeys += (key is not None) - (old is not None)
         self._by_fd[fd] = key
+        self._pairs[fd] = None
         self._slots[fd].events = events
         self._slots[fd].flags = flags
         return 0
@@ -352,6 +361,7 @@ cdef class _Selector:
         cdef epoll_event *ready
         cdef Py_ssize_t nslots
         cdef Slot *slots
+        cdef list pairs
         if timeout is None:
             t = -1.0
         else:
@@ -366,6 +376,7 @@ cdef class _Selector:
         if n == 0:
             return result
         by_fd = self._by_fd
+        pairs_by_fd = self._pairs  # as long as by_fd (_store extends both)
         for i in range(n):
             # Re-read each time: result.append() may run arbitrary code (a GC
             # pass and its finalizers, or another thread meanwhile) that
@@ -388,7 +399,20 @@ cdef class _Selector:
                 events = C_WRITE
             if ev & ~c.POLLOUT:
                 events |= C_READ
-            result.append((key, events & slots[fd].events))
+            events &= slots[fd].events
+            if events == 0:
+                result.append((key, 0))
+                continue
+            cached = <object>PyList_GET_ITEM(pairs_by_fd, fd)
+            if cached is None:
+                cached = [None, None, None]
+                pairs_by_fd[fd] = cached
+            pairs = <list>cached
+            pair = <object>PyList_GET_ITEM(pairs, events - 1)
+            if pair is None:
+                pair = (key, events)
+                pairs[events - 1] = pair
+            result.append(pair)
         return result
 
     def close(self):
@@ -397,6 +421,7 @@ cdef class _Selector:
             self._closed = True
             self._nkeys = 0
             self._by_fd = []
+            self._pairs = []
             PyMem_Free(self._slots)
             self._slots = NULL
             self._map = None

@@ -682,3 +682,22 @@ def test_asyncio_with_default_fastmux_selector():
     finally:
         loop.close()
     assert got[0] == b"HELLO"
+
+
+def test_ready_pairs_follow_every_change_of_a_registration(sel, pair):
+    """The compiled selector reuses its (key, events) pairs between calls;
+    whatever changes the key or its events must show in the next select()."""
+    sock, peer = pair
+    peer.send(b"x")  # sock is readable; it is always writable
+    key = sel.register(sock, selectors.EVENT_READ, "a")
+    assert sel.select(0) == [(key, selectors.EVENT_READ)]
+    assert sel.select(0)[0][0] is key
+    key = sel.modify(sock, selectors.EVENT_READ | selectors.EVENT_WRITE, "b")
+    got = sel.select(0)
+    assert got == [(key, selectors.EVENT_READ | selectors.EVENT_WRITE)] and got[0][0] is key
+    key = sel.modify(sock, selectors.EVENT_WRITE, "c")
+    assert sel.select(0) == [(key, selectors.EVENT_WRITE)] and sel.select(0)[0][0].data == "c"
+    sel.unregister(sock)
+    key = sel.register(sock, selectors.EVENT_READ, "d")
+    got = sel.select(0)
+    assert got == [(key, selectors.EVENT_READ)] and got[0][0].data == "d"
