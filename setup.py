@@ -43,15 +43,14 @@ TWIN_MODULES = {
 def _drop_stale_twin_c_files() -> None:
     """cythonize decides what to regenerate from a source's own dependencies,
     which for loop.py would be a loop.pxd beside it: it never looks at the
-    augmenting .pxd found by the extension's name.  So when that .pxd or a
-    .pxd/.h it cimports from src/fastmux/includes is newer than the
+    augmenting .pxd found by the extension's name.  So when any .pxd or .h
+    under src/fastmux (that .pxd, or one it cimports) is newer than the
     generated .c, remove the .c and cythonize makes it again."""
     for name, source in TWIN_MODULES.items():
         c_file = os.path.splitext(source)[0] + ".c"
         if not os.path.exists(c_file):
             continue
-        deps = [os.path.join("src", *name.split(".")) + ".pxd"]
-        deps += glob.glob("src/fastmux/includes/*.pxd") + glob.glob("src/fastmux/includes/*.h")
+        deps = glob.glob("src/fastmux/**/*.pxd", recursive=True) + glob.glob("src/fastmux/includes/*.h")
         if max(os.path.getmtime(d) for d in deps if os.path.exists(d)) > os.path.getmtime(c_file):
             os.remove(c_file)
 
@@ -85,7 +84,8 @@ def _extensions():
         "linetrace": debug,
     }
     twins = [
-        Extension(name, [source], define_macros=macros, extra_compile_args=cflags)
+        # llhttp.h: _protocol_c.pxd cimports the compiled parser's declarations
+        Extension(name, [source], include_dirs=[LLHTTP], define_macros=macros, extra_compile_args=cflags)
         for name, source in TWIN_MODULES.items()
     ]
     twin_directives = dict(

@@ -248,7 +248,7 @@ class HttpProtocol:
     """One HTTP/1.x connection.  See the module docstring for the design."""
 
     __slots__ = (
-        "_server", "_config", "_clock", "_transport", "_write", "_parser", "_feed", "_feed_hello",
+        "_server", "_config", "_clock", "_transport", "_write", "_parser", "_feed", "_hello_parser",
         "_url", "_headers", "_body", "_body_len", "_head_bytes", "_scanned",
         "_fast", "_fast_ok", "_careful", "_closing", "_lingering", "_eof", "_draining",
         "_queue", "_deferred", "_in_drain", "_writing_paused", "_reading_paused", "_wprogress",
@@ -268,7 +268,8 @@ class HttpProtocol:
         self._write: Callable[[bytes], Any] = _noop
         self._parser: Optional[HttpRequestParser] = None
         self._feed: Callable[[bytes], Any] = _noop
-        self._feed_hello: Optional[Callable[[bytes, Tuple[bytes, ...]], Any]] = None
+        # The parser again when it has feed_hello (the compiled one), else None.
+        self._hello_parser: Any = None
         # The request being parsed.
         self._url = b""
         self._headers: List[Tuple[bytes, bytes]] = []
@@ -311,8 +312,8 @@ class HttpProtocol:
 
     def requests(self) -> int:
         """Requests completed on this connection."""
-        if self._feed_hello is not None:
-            return self._nreq + self._parser.answered  # type: ignore[union-attr]
+        if self._hello_parser is not None:
+            return self._nreq + self._hello_parser.answered
         return self._nreq
 
     # -- transport events -----------------------------------------------------
@@ -323,8 +324,8 @@ class HttpProtocol:
         self._write = transport.write
         self._parser = parser = self._server.parser(self)
         self._feed = parser.feed_data
-        self._feed_hello = getattr(parser, "feed_hello", None)
-        if self._feed_hello is not None:
+        if hasattr(parser, "feed_hello"):
+            self._hello_parser = parser
             parser.set_hello(self._write, self._config.max_headers)
         self._peer = transport.get_extra_info("peername")
         # A transport with sendfile(file, offset, count) (fastmux's) sends
@@ -343,8 +344,9 @@ class HttpProtocol:
             self._data_careful(data)
             return
         try:
-            if self._fast and self._feed_hello is not None:
-                self._feed_hello(data, self._clock.hello)
+            if self._fast and self._hello_parser is not None:
+                # compiled: a C call (the attribute is typed in _protocol_c.pxd)
+                self._hello_parser.feed_hello(data, self._clock.hello)
             else:
                 self._feed(data)
         except HttpParserUpgrade as exc:
@@ -383,7 +385,7 @@ class HttpProtocol:
         self._transport = None
         self._write = _noop
         self._feed = _noop
-        self._feed_hello = None
+        self._hello_parser = None
         self._parser = None  # break the parser <-> protocol cycle
         self._headers = []
         self._body = []

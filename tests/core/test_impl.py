@@ -103,7 +103,7 @@ def test_compiled_build_is_not_stale():
         pyx = src / f"{path}.pyx"
         if not built or not pyx.exists():
             continue
-        deps = [pyx] + _cimported_pxds(pyx, src.parent)
+        deps = [pyx] + _cimported_pxds(pyx, src.parent) + [p for p in [pyx.with_suffix(".pxd")] if p.exists()]
         newest = max(deps, key=lambda p: p.stat().st_mtime)
         for so in built:
             assert so.stat().st_mtime >= newest.stat().st_mtime, (

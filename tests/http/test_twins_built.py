@@ -62,7 +62,7 @@ def test_compiled_protocol_is_not_stale():
     built = list((PACKAGE_DIR / "http").glob("_protocol_c.*.so"))
     if not src.is_dir() or not built:
         pytest.skip("not an in-place build from a source tree")
-    deps = [PACKAGE_DIR / "http" / "protocol.py", src / "http" / "_protocol_c.pxd"]
+    deps = [PACKAGE_DIR / "http" / "protocol.py", src / "http" / "_protocol_c.pxd", src / "http" / "_parser_c.pxd"]
     newest = max(deps, key=lambda p: p.stat().st_mtime)
     for so in built:
         assert so.stat().st_mtime >= newest.stat().st_mtime, (

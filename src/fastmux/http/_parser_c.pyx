@@ -24,8 +24,6 @@ them, and the rest of ``data`` is parsed as ``feed_data`` parses it.
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_FillInfo, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from libc.stdint cimport uint64_t
-
 from fastmux.includes cimport llhttp as ll
 
 from httptools import (
@@ -39,47 +37,10 @@ from httptools import (
 
 __all__ = ["HttpRequestParser", "MAX_HELD_HEADERS"]
 
-# Spans held per request: the URL and up to 32 header fields with values.  A
-# request with more headers than that is released (its callbacks are made)
-# when its 33rd arrives: it is answered in Python.
-cdef enum:
-    MAX_HELD = 65
-MAX_HELD_HEADERS = (MAX_HELD - 1) // 2
-
-cdef enum SpanKind:
-    URL
-    FIELD
-    VALUE
-
-cdef struct Span:
-    SpanKind kind
-    const char *at
-    size_t length
+MAX_HELD_HEADERS = (MAX_HELD - 1) // 2  # (declarations: _parser_c.pxd)
 
 
 cdef class HttpRequestParser:
-    cdef ll.llhttp_t _p
-    cdef ll.llhttp_settings_t _settings
-    cdef object _on_message_begin, _on_url, _on_header, _on_headers_complete
-    cdef object _on_body, _on_message_complete, _on_chunk_header, _on_chunk_complete
-    # The header being assembled: delivered when the next field begins or
-    # the head (or a chunk's trailers) ends, as httptools does.
-    cdef bytes _name
-    cdef bytes _value
-    cdef object _error  # raised by a callback: the __context__ of the parse error
-
-    # feed_hello
-    cdef object _write
-    cdef object _replies
-    cdef int _max_headers
-    cdef bint _hello  # requests beginning now may be answered here
-    cdef bint _holding  # the current request's callbacks are held
-    cdef bint _in_message
-    cdef int _nheld
-    cdef int _nfields
-    cdef Span _held[MAX_HELD]
-    cdef readonly uint64_t answered  # requests feed_hello answered (no callbacks made)
-
     def __cinit__(self):
         ll.llhttp_settings_init(&self._settings)
         self._settings.on_message_begin = _cb_message_begin
@@ -133,7 +94,7 @@ cdef class HttpRequestParser:
         self._write = write
         self._max_headers = max_headers
 
-    def feed_hello(self, data, replies):
+    cpdef feed_hello(self, data, replies):
         """``feed_data``, answering hello-world requests itself (see the module doc)."""
         if self._write is None:
             raise RuntimeError("feed_hello() before set_hello()")

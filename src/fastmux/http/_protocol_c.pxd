@@ -9,13 +9,15 @@
 # The rules of src/fastmux/reactor/_loop_c.pxd hold here too: every attribute
 # is ``public`` (tests and the shutdown registry read them), flags are
 # ``bint`` and counts ``Py_ssize_t``.
+from fastmux.http._parser_c cimport HttpRequestParser
 
 
 cdef class HttpProtocol:
     cdef dict __dict__      # fastmux.servers.shutdown wraps methods per instance
     cdef object __weakref__
     cdef public object _server, _config, _clock, _transport
-    cdef public object _write, _parser, _feed, _feed_hello
+    cdef public object _write, _parser, _feed
+    cdef public HttpRequestParser _hello_parser  # feed_hello is then a C call
     cdef public bytes _url
     cdef public list _headers, _body
     cdef public Py_ssize_t _body_len, _head_bytes, _scanned, _small
