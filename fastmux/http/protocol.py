@@ -248,7 +248,7 @@ class HttpProtocol:
     """One HTTP/1.x connection.  See the module docstring for the design."""
 
     __slots__ = (
-        "_server", "_config", "_clock", "_transport", "_write", "_parser", "_feed", "_hello_parser",
+        "_server", "_config", "_clock", "_hello", "_transport", "_write", "_parser", "_feed", "_hello_parser",
         "_url", "_headers", "_body", "_body_len", "_head_bytes", "_scanned",
         "_fast", "_fast_ok", "_careful", "_closing", "_lingering", "_eof", "_draining",
         "_queue", "_deferred", "_in_drain", "_writing_paused", "_reading_paused", "_wprogress",
@@ -264,6 +264,7 @@ class HttpProtocol:
         self._server = server
         self._config = server.config
         self._clock = server.clock
+        self._hello = server.clock.hello  # the clock refreshes this list in place
         self._transport: Any = None
         self._write: Callable[[bytes], Any] = _noop
         self._parser: Optional[HttpRequestParser] = None
@@ -346,7 +347,7 @@ class HttpProtocol:
         try:
             if self._fast and self._hello_parser is not None:
                 # compiled: a C call (the attribute is typed in _protocol_c.pxd)
-                self._hello_parser.feed_hello(data, self._clock.hello)
+                self._hello_parser.feed_hello(data, self._hello)
             else:
                 self._feed(data)
         except HttpParserUpgrade as exc:
@@ -463,11 +464,11 @@ class HttpProtocol:
                 method = parser.get_method()  # type: ignore[union-attr]
                 if method == b"GET":
                     self._headers.clear()
-                    self._write(self._clock.hello[0])
+                    self._write(self._hello[0])
                     return
                 if method == b"HEAD":
                     self._headers.clear()
-                    self._write(self._clock.hello[1])
+                    self._write(self._hello[1])
                     return
         self._request(url)
 

@@ -84,7 +84,9 @@ class Clock:
 
     ``date_line`` is the complete ``Date: ...\\r\\n`` header and ``hello`` the
     four complete hello-world responses: ``hello[conn * 2 + head]`` with
-    ``conn`` KEEP or CLOSE and ``head`` 1 for HEAD.
+    ``conn`` KEEP or CLOSE and ``head`` 1 for HEAD.  ``hello`` is one list,
+    updated in place, so a connection may hold it instead of asking the
+    clock for it on every request.
     """
 
     __slots__ = ("date", "date_line", "hello", "_second", "_dates")
@@ -94,7 +96,7 @@ class Clock:
         self._dates: Dict[int, bytes] = {}
         self.date = b""
         self.date_line = b""
-        self.hello: Tuple[bytes, ...] = ()
+        self.hello: List[bytes] = []
         self.refresh()
 
     def refresh(self, now: Optional[float] = None) -> bool:
@@ -116,7 +118,7 @@ class Clock:
             )
             hello.append(head + HELLO_BODY)  # GET
             hello.append(head)  # HEAD: same headers, no body
-        self.hello = tuple(hello)
+        self.hello[:] = hello
         return True
 
     def format_date(self, seconds: int) -> bytes:

@@ -534,7 +534,9 @@ class Reactor:
                 if cython.compiled:
                     # A transport's _on_io is then a C call (typed in _loop_c.pxd).
                     for key, mask in events:
-                        owner = key.data  # not key[3]: a namedtuple's item slot is slow
+                        # SelectorKey is a tuple: its data read in C, not through
+                        # the namedtuple's attribute descriptor.
+                        owner = cython.cast(tuple, key)[3] if isinstance(key, tuple) else key.data
                         try:
                             if isinstance(owner, StreamTransport):
                                 transport = owner

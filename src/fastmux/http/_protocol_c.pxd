@@ -16,6 +16,7 @@ cdef class HttpProtocol:
     cdef dict __dict__      # fastmux.servers.shutdown wraps methods per instance
     cdef object __weakref__
     cdef public object _server, _config, _clock, _transport
+    cdef public list _hello
     cdef public object _write, _parser, _feed
     cdef public HttpRequestParser _hello_parser  # feed_hello is then a C call
     cdef public bytes _url
