@@ -1,6 +1,6 @@
 """Type stubs for the compiled request parser (``src/fastmux/http/_parser_c.pyx``):
 httptools' ``HttpRequestParser`` interface on the same llhttp, plus ``feed_hello``."""
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 MAX_HELD_HEADERS: int
 
@@ -17,4 +17,6 @@ class HttpRequestParser:
     def should_upgrade(self) -> bool: ...
     def feed_data(self, data: _Buffer) -> None: ...
     def set_hello(self, write: Callable[[bytes], Any], max_headers: int) -> None: ...
-    def feed_hello(self, data: _Buffer, replies: Sequence[bytes]) -> None: ...
+    def feed_hello(self, data: _Buffer, replies: Sequence[bytes]) -> Optional[Exception]:
+        """``feed_data``, answering ``GET /`` and ``HEAD /`` itself; returns the
+        error ``feed_data`` would raise (HttpParserError or HttpParserUpgrade)."""

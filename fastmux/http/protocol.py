@@ -344,16 +344,17 @@ class HttpProtocol:
         if len(data) > self._small:
             self._data_careful(data)
             return
-        try:
-            if self._fast and self._hello_parser is not None:
-                # compiled: a C call (the attribute is typed in _protocol_c.pxd)
-                self._hello_parser.feed_hello(data, self._hello)
-            else:
+        if self._fast and self._hello_parser is not None:
+            # compiled: a C call (the attribute is typed in _protocol_c.pxd).
+            # The error comes back as a value: no try block on this path.
+            exc = self._hello_parser.feed_hello(data, self._hello)
+            if exc is not None:
+                self._feed_failed(exc, data)
+        else:
+            try:
                 self._feed(data)
-        except HttpParserUpgrade as exc:
-            self._after_upgrade(data, exc.args[0])
-        except HttpParserError as exc:
-            self._parse_error(exc, data)
+            except (HttpParserUpgrade, HttpParserError) as exc:
+                self._feed_failed(exc, data)
         if self._url:
             self._partial(len(data))
 
@@ -575,16 +576,21 @@ class HttpProtocol:
         self._fast = False
         try:
             self._feed(data)
-        except HttpParserUpgrade as exc:
-            self._after_upgrade(data, exc.args[0])
-        except HttpParserError as exc:
-            self._parse_error(exc, data)
+        except (HttpParserUpgrade, HttpParserError) as exc:
+            self._feed_failed(exc, data)
         finally:
             self._careful = False
         if self._url:
             self._partial(len(data))
         else:
             self._refresh_fast()
+
+    def _feed_failed(self, exc: Exception, data: bytes) -> None:
+        """What parsing ``data`` raised (or feed_hello returned)."""
+        if isinstance(exc, HttpParserUpgrade):
+            self._after_upgrade(data, exc.args[0])
+        else:
+            self._parse_error(exc, data)  # type: ignore[arg-type]
 
     def _after_upgrade(self, data: bytes, offset: int) -> None:
         # llhttp stops after a request with Upgrade (or CONNECT).  We do not

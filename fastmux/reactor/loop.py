@@ -25,9 +25,11 @@ whose ``compiled`` is False): the dispatch calls a transport's ``_on_io``
 as a C method, and a transport's ``recv``/``send`` are the system calls
 themselves (``_sock_recv``/``_sock_send``, C helpers defined in the .pxd;
 the socket methods' argument parsing, timeout bookkeeping and GIL release
-cost more than the rest of the path).  Those helpers return exactly what the
-pure branch's ``sock.recv``/``sock.send`` do and raise the same ``OSError``
-subclasses, and both twins run the whole reactor suite (``tests/reactor``).
+cost more than the rest of the path).  Those helpers return what the pure
+branch's ``sock.recv``/``sock.send`` do and hand the same ``OSError``
+subclasses to ``_fatal_error`` as its ``except`` clauses (as values, so the
+per-request path enters no try block), and both twins run the whole reactor
+suite (``tests/reactor``).
 After editing this file, rebuild (``python setup.py build_ext --inplace``):
 ``tests/reactor/test_twin.py`` fails on a stale compiled twin.
 
@@ -1100,16 +1102,18 @@ class StreamTransport:
     def _on_io(self, mask: int) -> None:
         if mask & EVENT_READ and self._events & EVENT_READ:
             # the per-request path: one recv, straight to the protocol
-            try:
-                if cython.compiled:
-                    data = _sock_recv(self, self.max_read_size)  # recv(2) itself; None: EAGAIN
-                else:
+            if cython.compiled:
+                # recv(2) itself; None: EAGAIN, or failed and already reported
+                # (no try block here: entering one costs on every request)
+                data = _sock_recv(self, self.max_read_size)
+            else:
+                try:
                     data = self._sock.recv(self.max_read_size)  # type: ignore[union-attr]
-            except (BlockingIOError, InterruptedError):
-                data = None
-            except OSError as exc:
-                self._fatal_error(exc, "recv")
-                return
+                except (BlockingIOError, InterruptedError):
+                    data = None
+                except OSError as exc:
+                    self._fatal_error(exc, "recv")
+                    return
             if data:
                 try:
                     self._data_received(data)
@@ -1124,16 +1128,18 @@ class StreamTransport:
         """Send ``data`` now if the socket takes it; queue the rest."""
         if self._wopen and not self._wq and type(data) is bytes:  # compiled: a pointer compare
             # the per-request path: nothing queued, so try the socket at once
-            try:
-                if cython.compiled:
-                    n = _sock_send(self._fd, data)  # send(2) itself; 0: EAGAIN
-                else:
+            if cython.compiled:
+                n = _sock_send(self, data)  # send(2) itself; 0: EAGAIN; -1: failed, reported
+                if n < 0:
+                    return
+            else:
+                try:
                     n = self._sock.send(data, MSG_NOSIGNAL)  # type: ignore[union-attr]
-            except (BlockingIOError, InterruptedError):
-                n = 0
-            except OSError as exc:
-                self._fatal_error(exc, "send")
-                return
+                except (BlockingIOError, InterruptedError):
+                    n = 0
+                except OSError as exc:
+                    self._fatal_error(exc, "send")
+                    return
             if n == len(data):
                 return
             if n:
@@ -1608,18 +1614,18 @@ class _EdgeStreamTransport(StreamTransport):
                 self._loop._requeue_io(self)  # the kernel will not tell us again
                 return
             budget -= 1
-            try:
-                if cython.compiled:
-                    data = _sock_recv(self, size)
-                    if data is None:
-                        return  # EAGAIN: drained
-                else:
+            if cython.compiled:
+                data = _sock_recv(self, size)
+                if data is None:
+                    return  # EAGAIN: drained (or failed and reported)
+            else:
+                try:
                     data = sock.recv(size)  # type: ignore[union-attr]
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                self._fatal_error(exc, "recv")
-                return
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as exc:
+                    self._fatal_error(exc, "recv")
+                    return
             if not data:
                 self._eof()
                 return

@@ -79,7 +79,9 @@ def run(make: Callable[[Any], Any], chunks: List[bytes], hello: bool = False, ma
         events.append(("feed",))
         try:
             if hello:
-                parser.feed_hello(chunk, REPLIES)
+                returned = parser.feed_hello(chunk, REPLIES)
+                if returned is not None:  # what feed_data raises, feed_hello returns
+                    raise returned
             else:
                 parser.feed_data(chunk)
         except httptools.HttpParserUpgrade as exc:
@@ -281,9 +283,9 @@ def test_callback_error_when_held_callbacks_are_made_at_the_end_of_a_read():
     events: List[Event] = []
     parser = compiled(Raising(events))
     parser.set_hello(events.append, 100)
-    with pytest.raises(httptools.HttpParserCallbackError) as info:
-        parser.feed_hello(b"GET / HTTP/1.1\r\nA: 1\r\nB", REPLIES)
-    assert isinstance(info.value.__context__, ValueError)
+    returned = parser.feed_hello(b"GET / HTTP/1.1\r\nA: 1\r\nB", REPLIES)
+    assert isinstance(returned, httptools.HttpParserCallbackError)
+    assert isinstance(returned.__context__, ValueError)
     with pytest.raises(httptools.HttpParserCallbackError):
         parser.feed_data(b": 2\r\n\r\n")
 
@@ -294,9 +296,33 @@ def test_write_error_is_a_callback_error():
 
     parser = compiled(Recorder([]))
     parser.set_hello(write, 100)
-    with pytest.raises(httptools.HttpParserCallbackError) as info:
-        parser.feed_hello(HEADS[0], REPLIES)
-    assert isinstance(info.value.__context__, OSError)
+    returned = parser.feed_hello(HEADS[0], REPLIES)
+    assert isinstance(returned, httptools.HttpParserCallbackError)
+    assert isinstance(returned.__context__, OSError)
+
+
+def test_reply_lookup_error_is_a_callback_error():
+    parser = compiled(Recorder([]))
+    parser.set_hello(lambda reply: None, 100)
+    returned = parser.feed_hello(HEADS[1], (b"a GET reply only",))  # HEAD wants replies[1]
+    assert isinstance(returned, httptools.HttpParserCallbackError)
+    assert isinstance(returned.__context__, IndexError)
+
+
+def test_feed_hello_returns_none_or_the_error_and_never_raises_it():
+    events: List[Event] = []
+    proto = Recorder(events)
+    parser = proto.parser = compiled(proto)
+    parser.set_hello(events.append, 100)
+    assert parser.feed_hello(HEADS[0], REPLIES) is None and parser.answered == 1
+    head = b"GET /ws HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n"
+    upgrade = parser.feed_hello(head + b"rest", REPLIES)
+    assert isinstance(upgrade, httptools.HttpParserUpgrade) and upgrade.args == (len(head),)
+    proto = Recorder([])
+    bad = proto.parser = compiled(proto)
+    bad.set_hello(events.append, 100)
+    error = bad.feed_hello(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", REPLIES)
+    assert isinstance(error, httptools.HttpParserError) and bad.answered == 0
 
 
 def test_feed_hello_needs_set_hello():

@@ -46,7 +46,7 @@ cdef class HttpRequestParser:
     cdef readonly uint64_t answered  # requests feed_hello answered (no callbacks made)
 
     cpdef feed_hello(self, data, replies)
-    cdef _feed(self, data, bint hello)
+    cdef _execute(self, data, bint hello)
     cdef _parse_error(self, ll.llhttp_errno_t errno)
     cdef bint _hold(self, SpanKind kind, const char *at, size_t length) noexcept
     cdef bint _answerable(self) noexcept

@@ -17,6 +17,8 @@ for requests that begin in ``data`` and turn out to be ``GET /`` or
 than ``max_headers`` (or ``MAX_HELD_HEADERS``) headers: each of those is answered by writing
 ``replies[0]`` (GET) or ``replies[1]`` (HEAD) with the ``write`` given to
 ``set_hello``, and makes no callback at all (``answered`` counts them).
+The error ``feed_data`` would raise, ``feed_hello`` returns (else None): the
+caller's per-read path then needs no try block.
 Until a request is known to be one, its URL and headers are held as spans
 of ``data``; as soon as it is known not to be (or ``data`` ends first), the
 held callbacks are made, in order, exactly as ``feed_data`` would have made
@@ -84,7 +86,9 @@ cdef class HttpRequestParser:
         return bool(self._p.upgrade)
 
     def feed_data(self, data):
-        self._feed(data, False)
+        exc = self._execute(data, False)
+        if exc is not None:
+            raise exc
 
     # -- the hello-world shortcut ----------------------------------------------
 
@@ -95,16 +99,19 @@ cdef class HttpRequestParser:
         self._max_headers = max_headers
 
     cpdef feed_hello(self, data, replies):
-        """``feed_data``, answering hello-world requests itself (see the module doc)."""
+        """``feed_data``, answering hello-world requests itself (see the module
+        doc); what ``feed_data`` would raise is returned instead, else None."""
         if self._write is None:
             raise RuntimeError("feed_hello() before set_hello()")
         self._replies = replies
         # A request begun in an earlier read has made its callbacks already.
-        self._feed(data, not self._in_message)
+        return self._execute(data, not self._in_message)
 
     # -- feeding ---------------------------------------------------------------
 
-    cdef _feed(self, data, bint hello):
+    cdef _execute(self, data, bint hello):
+        """Parse ``data``: None, or the HttpParserError or HttpParserUpgrade to
+        raise (returned, so that feed_hello's caller needs no try block)."""
         cdef Py_buffer buf
         cdef ll.llhttp_errno_t err
         if type(data) is bytes:  # what transports pass: no buffer protocol needed
@@ -112,6 +119,7 @@ cdef class HttpRequestParser:
         else:
             PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE)
         self._hello = hello
+        upgrade = None
         try:
             err = ll.llhttp_execute(&self._p, <const char *>buf.buf, <size_t>buf.len)
             if self._holding:
@@ -125,14 +133,17 @@ cdef class HttpRequestParser:
                 # leave the parser ready for more.
                 offset = ll.llhttp_get_error_pos(&self._p) - <const char *>buf.buf
                 ll.llhttp_resume_after_upgrade(&self._p)
-                raise HttpParserUpgrade(offset)
+                upgrade = HttpParserUpgrade(offset)
         finally:
             self._hello = False
             self._holding = False
             self._replies = None
             PyBuffer_Release(&buf)
+        if upgrade is not None:
+            return upgrade
         if err != ll.HPE_OK:
-            raise self._parse_error(<ll.llhttp_errno_t>self._p.error)
+            return self._parse_error(<ll.llhttp_errno_t>self._p.error)
+        return None
 
     cdef _parse_error(self, ll.llhttp_errno_t errno):
         reason = (<bytes>ll.llhttp_get_error_reason(&self._p)).decode("latin-1")

@@ -16,9 +16,10 @@
 #   and a subclass that overrides it declares it here too.
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.exc cimport PyErr_CheckSignals, PyErr_SetFromErrno
+from cpython.exc cimport PyErr_CheckSignals
 from cpython.object cimport PyObject
 # not `errno` itself: loop.py imports the Python errno module under that name
+from libc.string cimport strerror
 from libc cimport errno as cerr  # (EWOULDBLOCK == EAGAIN on Linux)
 
 from fastmux.includes cimport system as c
@@ -130,8 +131,9 @@ cdef class _EdgeStreamTransport(StreamTransport):
 
 # -- the compiled twin's socket I/O -------------------------------------------------
 # loop.py calls these only under `if cython.compiled:`; its pure-Python branch
-# calls sock.recv / sock.send instead.  Same results and exceptions, without
-# the socket method's argument parsing, timeout bookkeeping and GIL release
+# calls sock.recv / sock.send instead.  Same results, and a failed call goes to
+# the transport's _fatal_error as the pure branch's except clause sends it,
+# without the socket method's argument parsing, timeout bookkeeping and GIL release
 # (a transport's socket is non-blocking, so the call never waits).  The
 # transport owns its fd for as long as it is registered, which is the only
 # time these run.
@@ -151,11 +153,12 @@ cdef enum:
 
 
 cdef inline object _sock_recv(StreamTransport t, Py_ssize_t size):
-    """recv(2) up to ``size`` bytes: bytes (b"" at EOF), or None when nothing is
-    there (EAGAIN).  Other errors raise the OSError subclass socket.recv would."""
+    """recv(2) up to ``size`` bytes: bytes (b"" at EOF), or None when there is
+    nothing to read (EAGAIN) or the call failed; a failure has then been
+    reported with ``_io_failed`` (the transport is lost)."""
     cdef Py_ssize_t n
     if t._recv_direct or size > <Py_ssize_t>sizeof(_recv_buf):
-        data = _sock_recv_direct(t._fd, size)
+        data = _sock_recv_direct(t, size)
         if data is not None:
             t._recv_direct = PyBytes_GET_SIZE(data) >= RECV_COPY_MAX
         return data
@@ -167,18 +170,18 @@ cdef inline object _sock_recv(StreamTransport t, Py_ssize_t size):
         if cerr.errno == cerr.EINTR:  # PEP 475: run the signal handlers, then retry
             PyErr_CheckSignals()
             continue
-        if cerr.errno == cerr.EAGAIN:
-            return None
-        PyErr_SetFromErrno(OSError)
+        if cerr.errno != cerr.EAGAIN:
+            _io_failed(t, cerr.errno, "recv")
+        return None
 
 
-cdef inline object _sock_recv_direct(int fd, Py_ssize_t size):
+cdef inline object _sock_recv_direct(StreamTransport t, Py_ssize_t size):
     """_sock_recv into a new bytes object of ``size``, shrunk to what arrived."""
     cdef Py_ssize_t n
     cdef int err
     cdef PyObject *buf = _new_bytes(NULL, size)
     while True:
-        n = c.recv(fd, _bytes_data(buf), <size_t>size, 0)
+        n = c.recv(t._fd, _bytes_data(buf), <size_t>size, 0)
         if n >= 0:
             break
         err = cerr.errno
@@ -190,10 +193,9 @@ cdef inline object _sock_recv_direct(int fd, Py_ssize_t size):
                 raise
             continue
         _decref(buf)
-        if err == cerr.EAGAIN:
-            return None
-        cerr.errno = err  # the free() in _decref may have changed it
-        PyErr_SetFromErrno(OSError)
+        if err != cerr.EAGAIN:
+            _io_failed(t, err, "recv")
+        return None
     if n != size:
         _resize_bytes(&buf, n)  # frees it and raises MemoryError on failure
     result = <object>buf
@@ -201,11 +203,12 @@ cdef inline object _sock_recv_direct(int fd, Py_ssize_t size):
     return result
 
 
-cdef inline Py_ssize_t _sock_send(int fd, bytes data) except -1:
-    """send(2) with MSG_NOSIGNAL: bytes taken (0 when the socket is full)."""
+cdef inline Py_ssize_t _sock_send(StreamTransport t, bytes data) except -2:
+    """send(2) with MSG_NOSIGNAL: bytes taken (0 when the socket is full), or
+    -1 when the call failed, which has then been reported with ``_io_failed``."""
     cdef Py_ssize_t n
     while True:
-        n = c.send(fd, PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data), c.MSG_NOSIGNAL)
+        n = c.send(t._fd, PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data), c.MSG_NOSIGNAL)
         if n >= 0:
             return n
         if cerr.errno == cerr.EINTR:
@@ -213,4 +216,14 @@ cdef inline Py_ssize_t _sock_send(int fd, bytes data) except -1:
             continue
         if cerr.errno == cerr.EAGAIN:
             return 0
-        PyErr_SetFromErrno(OSError)
+        _io_failed(t, cerr.errno, "send")
+        return -1
+
+
+cdef inline int _io_failed(StreamTransport t, int err, str where) except -1:
+    """What the pure branch's ``except OSError`` does: the OSError subclass
+    that socket.recv/send raises for ``err``, to the transport's _fatal_error.
+    Errors come back as values so that the per-request path enters no
+    try block (each costs an exception-state save and restore)."""
+    t._fatal_error(OSError(err, (<bytes>strerror(err)).decode("utf-8", "replace")), where)
+    return 0
