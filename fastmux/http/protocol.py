@@ -329,8 +329,8 @@ class HttpProtocol:
             self._hello_parser = parser
             parser.set_hello(self._write, self._config.max_headers)
         self._peer = transport.get_extra_info("peername")
-        # A transport with sendfile(file, offset, count) (fastmux's) sends
-        # files zero-copy; otherwise they are streamed with pread + write.
+        # A transport with sendfile(file, offset, count, head=) (fastmux's)
+        # sends files zero-copy; otherwise they are streamed with pread + write.
         self._sendfile = getattr(transport, "sendfile", None)
         server = self._server
         server.connections.add(self)
@@ -747,28 +747,35 @@ class HttpProtocol:
             self._in_drain = False
             self._maybe_resume_reading()
 
+    def _send_file_native(self, item: FileSend) -> None:
+        """The transport's sendfile, zero-copy; it holds its own dup of the fd."""
+        if not self._native_files:
+            # The transport counts only bytes in memory toward its
+            # high-water mark, not pending sendfile ranges.  With the mark
+            # at zero, a response head queued behind a pending file pauses
+            # us until that file is out: at most one file waits per
+            # connection, instead of one dup'd descriptor per pipelined
+            # request.
+            self._native_files = True
+            self._transport.set_write_buffer_limits(high=0, low=0)
+        # The head goes with the file: in its first segment, not a packet of
+        # its own that costs the client a wake-up.
+        self._sendfile(item.fd, item.offset, item.count, head=item.head)
+        item.head = b""
+        item.count = 0
+        item.close()
+
     def _send_file(self, item: FileSend) -> bool:
         """Move a file response to the transport; False if it must wait."""
+        if self._sendfile is not None and item.count > 0:
+            self._send_file_native(item)
+            return True
         if item.head:
             self._write(item.head)
             item.head = b""
             if self._writing_paused:
                 return False
         if item.count <= 0:
-            item.close()
-            return True
-        if self._sendfile is not None:
-            if not self._native_files:
-                # The transport counts only bytes in memory toward its
-                # high-water mark, not pending sendfile ranges.  With the mark
-                # at zero, the next response's head written behind a pending
-                # file pauses us until that file is out: one file at a time
-                # per connection, instead of one dup'd descriptor per
-                # pipelined request.
-                self._native_files = True
-                self._transport.set_write_buffer_limits(high=0, low=0)
-            self._sendfile(item.fd, item.offset, item.count)
-            item.count = 0
             item.close()
             return True
         while item.count > 0:

@@ -63,7 +63,9 @@ class FakeTransport:
             self.paused = True
             self.protocol.pause_writing()
 
-    def _sendfile(self, fd: Any, offset: int, count: int) -> None:
+    def _sendfile(self, fd: Any, offset: int, count: int, *, head: bytes = b"") -> None:
+        if head:
+            self.write(head)  # as fastmux's transport: the head is written bytes
         fileno = fd if isinstance(fd, int) else fd.fileno()
         self.sent_files.append((fileno, offset, count))
         self.out += os.pread(fileno, count, offset)

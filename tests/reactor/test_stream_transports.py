@@ -257,6 +257,73 @@ def test_sendfile_small_and_ranges(loop, socketpair, recorder, datafile):
     assert loop.run_until(lambda: p.lost, timeout=TIMEOUT)
 
 
+@pytest.mark.parametrize("queued", [False, True], ids=["at-once", "behind-a-queue"])
+def test_sendfile_head_is_written_before_the_file(loop, socketpair, recorder, datafile, queued):
+    f, data = datafile
+    p = recorder()
+    transport, sink = connected(loop, socketpair, p, sink=False)
+    before = pattern(BIG if queued else 3)  # BIG: more than the socket takes at once
+    transport.write(before)
+    assert bool(transport.get_write_buffer_size()) == queued
+    transport.sendfile(f, offset=10, count=100, head=bytearray(b"HEAD:"))
+    transport.sendfile(f, offset=len(data), head=b"+NO-FILE")  # nothing of the file: the head alone
+    transport.write(b"TAIL")
+    transport.write_eof()
+    sink = Sink(loop, sink)
+    assert loop.run_until(lambda: sink.eof, timeout=TIMEOUT)
+    assert bytes(sink.data) == before + b"HEAD:" + data[10:110] + b"+NO-FILE" + b"TAIL"
+    transport.close()
+    assert loop.run_until(lambda: p.lost, timeout=TIMEOUT)
+
+
+def _segments_out(sock):
+    """tcpi_segs_out of TCP_INFO (Linux 4.2+), or None."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, getattr(socket, "TCP_INFO", 11), 256)
+    return struct.unpack_from("I", info, 136)[0] if len(info) >= 140 else None
+
+
+@pytest.mark.skipif(not hasattr(socket, "MSG_MORE"), reason="MSG_MORE is Linux's")
+def test_sendfile_head_shares_the_files_first_segment(loop, tcp_pair, recorder, datafile):
+    f, data = datafile
+    client, server_side = tcp_pair()
+    p = recorder()
+    transport, _ = loop.create_connection(lambda: p, sock=server_side)
+    assert loop.run_until(lambda: p.made, timeout=TIMEOUT)
+    before = _segments_out(server_side)
+    if before is None:
+        pytest.skip("TCP_INFO without tcpi_segs_out")
+    transport.sendfile(f, offset=0, count=100, head=b"HTTP/1.1 200 OK\r\n\r\n")
+    # One segment: the head was held (MSG_MORE) for the file, not sent alone.
+    assert _segments_out(server_side) - before == 1
+    got = b""
+    while len(got) < 119:
+        got += client.recv(4096)
+    assert got == b"HTTP/1.1 200 OK\r\n\r\n" + data[:100]
+    transport.abort()
+    assert loop.run_until(lambda: p.lost, timeout=TIMEOUT)
+
+
+@pytest.mark.skipif(not hasattr(socket, "MSG_MORE"), reason="MSG_MORE is Linux's")
+def test_sendfile_head_is_not_held_when_the_file_comes_up_short(loop, tcp_pair, recorder, datafile):
+    # The head goes out "more to follow"; if the file has nothing at offset
+    # after all, the transport must push it rather than leave it held (the
+    # kernel would send it only when its 200 ms probe timer fires).
+    f, data = datafile
+    client, server_side = tcp_pair()
+    p = recorder()
+    transport, _ = loop.create_connection(lambda: p, sock=server_side)
+    assert loop.run_until(lambda: p.made, timeout=TIMEOUT)
+    before = _segments_out(server_side)
+    if before is None:
+        pytest.skip("TCP_INFO without tcpi_segs_out")
+    transport.sendfile(f, offset=len(data), count=5, head=b"HEAD")
+    assert _segments_out(server_side) - before == 1  # sent by the time sendfile returned
+    client.settimeout(TIMEOUT)
+    assert client.recv(4096) == b"HEAD"
+    transport.abort()
+    assert loop.run_until(lambda: p.lost, timeout=TIMEOUT)
+
+
 @pytest.mark.parametrize("copy", [False, True], ids=["sendfile", "pread-fallback"])
 def test_sendfile_large_ordered_with_writes_file_closed_early(loop, loop_module, socketpair, recorder, closing,
                                                              monkeypatch, copy):
