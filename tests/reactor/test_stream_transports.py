@@ -283,7 +283,12 @@ def _segments_out(sock):
 
 
 @pytest.mark.skipif(not hasattr(socket, "MSG_MORE"), reason="MSG_MORE is Linux's")
-def test_sendfile_head_shares_the_files_first_segment(loop, tcp_pair, recorder, datafile):
+@pytest.mark.parametrize("short", [False, True], ids=["file", "file-comes-up-short"])
+def test_sendfile_head_goes_out_in_one_segment_with_the_file(loop, tcp_pair, recorder, datafile, short):
+    # The head is sent "more to follow" (MSG_MORE) so that it shares the
+    # file's first segment.  If the file has nothing at offset after all, the
+    # transport must push the head itself: the kernel would hold it until
+    # its 200 ms probe timer fires.
     f, data = datafile
     client, server_side = tcp_pair()
     p = recorder()
@@ -292,34 +297,16 @@ def test_sendfile_head_shares_the_files_first_segment(loop, tcp_pair, recorder, 
     before = _segments_out(server_side)
     if before is None:
         pytest.skip("TCP_INFO without tcpi_segs_out")
-    transport.sendfile(f, offset=0, count=100, head=b"HTTP/1.1 200 OK\r\n\r\n")
-    # One segment: the head was held (MSG_MORE) for the file, not sent alone.
-    assert _segments_out(server_side) - before == 1
+    head = b"HTTP/1.1 200 OK\r\n\r\n"
+    offset = len(data) if short else 0
+    transport.sendfile(f, offset=offset, count=100, head=head)
+    assert _segments_out(server_side) - before == 1  # one segment, sent before sendfile returned
+    expected = head + data[offset:offset + 100]
     got = b""
-    while len(got) < 119:
-        got += client.recv(4096)
-    assert got == b"HTTP/1.1 200 OK\r\n\r\n" + data[:100]
-    transport.abort()
-    assert loop.run_until(lambda: p.lost, timeout=TIMEOUT)
-
-
-@pytest.mark.skipif(not hasattr(socket, "MSG_MORE"), reason="MSG_MORE is Linux's")
-def test_sendfile_head_is_not_held_when_the_file_comes_up_short(loop, tcp_pair, recorder, datafile):
-    # The head goes out "more to follow"; if the file has nothing at offset
-    # after all, the transport must push it rather than leave it held (the
-    # kernel would send it only when its 200 ms probe timer fires).
-    f, data = datafile
-    client, server_side = tcp_pair()
-    p = recorder()
-    transport, _ = loop.create_connection(lambda: p, sock=server_side)
-    assert loop.run_until(lambda: p.made, timeout=TIMEOUT)
-    before = _segments_out(server_side)
-    if before is None:
-        pytest.skip("TCP_INFO without tcpi_segs_out")
-    transport.sendfile(f, offset=len(data), count=5, head=b"HEAD")
-    assert _segments_out(server_side) - before == 1  # sent by the time sendfile returned
     client.settimeout(TIMEOUT)
-    assert client.recv(4096) == b"HEAD"
+    while len(got) < len(expected):
+        got += client.recv(4096)
+    assert got == expected
     transport.abort()
     assert loop.run_until(lambda: p.lost, timeout=TIMEOUT)
 

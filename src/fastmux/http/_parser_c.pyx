@@ -286,42 +286,34 @@ cdef int _data_error(HttpRequestParser self, BaseException exc, const char *reas
 
 
 cdef int _cb_url(ll.llhttp_t *p, const char *at, size_t length) noexcept:
-    cdef HttpRequestParser self = <HttpRequestParser>p.data
-    if self._holding and self._hold(URL, at, length):
-        return 0  # (before the try: no exception state to save on the hot path)
-    try:
-        if self._holding:
-            self._release()
-        if self._on_url is not None:
-            self._on_url(at[:length])
-    except BaseException as exc:
-        return _data_error(self, exc, "`on_url` callback error")
-    return 0
+    return _on_span(<HttpRequestParser>p.data, URL, at, length)
 
 
 cdef int _cb_header_field(ll.llhttp_t *p, const char *at, size_t length) noexcept:
-    cdef HttpRequestParser self = <HttpRequestParser>p.data
-    if self._holding and self._hold(FIELD, at, length):
-        return 0  # (before the try: no exception state to save on the hot path)
-    try:
-        if self._holding:
-            self._release()
-        self._header_field(at[:length])
-    except BaseException as exc:
-        return _data_error(self, exc, "`on_header_field` callback error")
-    return 0
+    return _on_span(<HttpRequestParser>p.data, FIELD, at, length)
 
 
 cdef int _cb_header_value(ll.llhttp_t *p, const char *at, size_t length) noexcept:
-    cdef HttpRequestParser self = <HttpRequestParser>p.data
-    if self._holding and self._hold(VALUE, at, length):
+    return _on_span(<HttpRequestParser>p.data, VALUE, at, length)
+
+
+cdef inline int _on_span(HttpRequestParser self, SpanKind kind, const char *at, size_t length) noexcept:
+    """A piece of the URL, a header name or a value: held while feed_hello
+    may answer the request, else delivered as httptools delivers it."""
+    if self._holding and self._hold(kind, at, length):
         return 0  # (before the try: no exception state to save on the hot path)
     try:
         if self._holding:
             self._release()
-        self._header_value(at[:length])
+        if kind == FIELD:
+            self._header_field(at[:length])
+        elif kind == VALUE:
+            self._header_value(at[:length])
+        elif self._on_url is not None:
+            self._on_url(at[:length])
     except BaseException as exc:
-        return _data_error(self, exc, "`on_header_value` callback error")
+        return _data_error(self, exc, "`on_header_field` callback error" if kind == FIELD else (
+            "`on_header_value` callback error" if kind == VALUE else "`on_url` callback error"))
     return 0
 
 
