@@ -1343,27 +1343,24 @@ class StreamTransport:
             return
         if head.__class__ is not bytes:
             head = _as_bytes(head)
+        wq = self._wq
+        idle = not wq and not self._connecting
+        if head:
+            wq.append(head)
+            self._wsize += len(head)
         chunk = _FileChunk(fd, offset, count)
-        if not self._wq and not self._connecting:
+        wq.append(chunk)
+        if idle:
             try:
-                if head:
-                    try:
-                        n = self._sock.send(head, MSG_NOSIGNAL | MSG_MORE)  # type: ignore[union-attr]
-                    except (BlockingIOError, InterruptedError):
-                        n = 0
-                    head = head[n:]
-                if not head and self._send_chunk(chunk):
-                    return
+                self._flush()  # the head "more to follow", then the file
             except OSError as exc:
                 self._fatal_error(exc, "sendfile")
                 return
-        if head:
-            self._wq.append(head)
-            self._wsize += len(head)
-        chunk.fd = os.dup(fd)
-        chunk.owned = True
-        self._wq.append(chunk)
-        self._update()
+        if chunk.remaining:  # still queued: the caller may close its fd now
+            chunk.fd = os.dup(fd)
+            chunk.owned = True
+        if wq:
+            self._update()
         if self._wsize > self._high and not self._proto_paused:
             self._pause_protocol()
 
