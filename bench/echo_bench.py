@@ -21,7 +21,7 @@ Notes
   sampled at the tick: runs of at least 3 s keep user+sys figures within a
   percent or so.  The C floor's user time is only a few ticks per run, so its
   user figure is coarse; the output says how coarse.
-* The load generator (fastmux/_loadtools/loadgen.c) verifies every echoed
+* The load generator (fastmux/benchmarks/load/loadgen.c) verifies every echoed
   byte; a run with a mismatch or a connection error is reported as failed and
   left out of the medians.
 * The C tools are compiled on first use into $FASTMUX_CACHE (default

@@ -46,8 +46,8 @@ from typing import Dict, Tuple
 # Run against this checkout's fastmux, whether or not one is installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fastmux._loadtools.harness import start_announced, stop  # noqa: E402
-from fastmux._loadtools.procstat import cpu_times  # noqa: E402
+from fastmux.benchmarks.load.harness import start_announced, stop  # noqa: E402
+from fastmux.benchmarks.load.procstat import cpu_times  # noqa: E402
 
 SOCKETSERVER_SERVER = r'''
 import hashlib, os, socketserver, sys, tempfile

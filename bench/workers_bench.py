@@ -4,7 +4,7 @@
     python bench/workers_bench.py --workers 1,2,4 --duration 10 --rounds 3
     python bench/workers_bench.py --client python      # no C compiler: a multi-process Python client
 
-The load comes from fastmux's C load generator (``fastmux/_loadtools``,
+The load comes from fastmux's C load generator (``fastmux/benchmarks/load``,
 closed loop, every byte verified) when it can be built, else from a small
 multi-process Python client.  The server (the supervisor and its workers) is
 pinned to CPUs 0..N-1 and the client to the next CPU, when the machine has
@@ -32,8 +32,8 @@ from typing import Dict, Optional, Set, Tuple
 # Run against this checkout's fastmux, whether or not one is installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fastmux._loadtools import harness  # noqa: E402
-from fastmux._loadtools.procstat import CpuTimes, cpu_times  # noqa: E402
+from fastmux.benchmarks.load import harness  # noqa: E402
+from fastmux.benchmarks.load.procstat import CpuTimes, cpu_times  # noqa: E402
 
 
 def start_server(workers: int, cpus: Optional[Set[int]]) -> Tuple[subprocess.Popen, int]:
@@ -123,7 +123,7 @@ def main() -> int:
     loadgen = None
     if args.client in ("auto", "c"):
         try:
-            from fastmux._loadtools import executable
+            from fastmux.benchmarks.load import executable
 
             loadgen = executable("loadgen")
         except Exception as exc:  # no compiler, no sources: fall back

@@ -20,8 +20,8 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
-from fastmux._loadtools import TOOLS, CompilerNotFound, build, executable
-from fastmux._loadtools.procstat import CLOCK_TICK_S, cpu_times, rss_bytes, tick_error
+from fastmux.benchmarks.load import TOOLS, CompilerNotFound, build, executable
+from fastmux.benchmarks.load.procstat import CLOCK_TICK_S, cpu_times, rss_bytes, tick_error
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="epoll and /proc are Linux-only")
 
@@ -228,7 +228,7 @@ def test_procstat_rss_and_tick_error() -> None:
 @pytest.mark.parametrize("kind", ["asyncio", "selectors"])
 def test_reference_server_echoes_and_stops(tools: Dict[str, Path], kind: str) -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    proc = subprocess.Popen([sys.executable, "-m", "fastmux._loadtools.reference_servers", kind, "--port", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "fastmux.benchmarks.load.reference_servers", kind, "--port", "0"],
                             stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None

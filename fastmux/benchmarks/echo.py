@@ -30,11 +30,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from .._loadtools import BuildError, executable
-from .._loadtools.harness import (RunFailed, child_env, csv_choices, median_of, pick_cpus, run_loadgen,
+from .load import BuildError, executable
+from .load.harness import (RunFailed, child_env, csv_choices, median_of, pick_cpus, run_loadgen,
                                   running_on, running_server, uvloop_installed)
-from .._loadtools.procstat import CLOCK_TICK_S, CpuTimes, cpu_times, rss_bytes, tick_error
-from .._loadtools.reference_servers import raise_fd_limit
+from .load.procstat import CLOCK_TICK_S, CpuTimes, cpu_times, rss_bytes, tick_error
+from .load.reference_servers import raise_fd_limit
 
 SERVERS = ("floor", "fastmux", "uvloop", "asyncio", "selectors")
 MIN_RELIABLE_S = 3.0        # below this the 10 ms CPU tick starts to matter
@@ -96,7 +96,7 @@ def server_command(name: str, setup: Setup, port: int) -> List[str]:
         return [str(setup.floor), setup.host, str(port)]
     if name == "fastmux":
         return [sys.executable, "-m", "fastmux", "serve", "echo", "--host", setup.host, "--port", str(port)]
-    return [sys.executable, "-m", "fastmux._loadtools.reference_servers", name,
+    return [sys.executable, "-m", "fastmux.benchmarks.load.reference_servers", name,
             "--host", setup.host, "--port", str(port)]
 
 

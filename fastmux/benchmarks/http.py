@@ -52,9 +52,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from .._loadtools.harness import (RunFailed, child_env, csv_choices, median_of, pick_cpus, pinned, running_on,
+from .load.harness import (RunFailed, child_env, csv_choices, median_of, pick_cpus, pinned, running_on,
                                   running_server, uvloop_installed)
-from .._loadtools.procstat import CLOCK_TICK_S, CpuTimes, cpu_times
+from .load.procstat import CLOCK_TICK_S, CpuTimes, cpu_times
 
 SERVERS = ("fastmux", "uvloop", "asyncio", "nginx", "httpserver")
 WORKLOADS = ("hello", "static-1k", "static-1m")

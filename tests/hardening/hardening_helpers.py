@@ -7,7 +7,7 @@ conftest import ...`` would be ambiguous).
 Every server is started through the CLI (``python -m fastmux serve KIND
 --port 0``) and found through its ready line, as a user would run it; the
 test then reads its open descriptors (``/proc/<pid>/fd``), resident memory
-(``VmRSS``) and CPU time (``fastmux._loadtools.procstat``) from outside.
+(``VmRSS``) and CPU time (``fastmux.benchmarks.load.procstat``) from outside.
 Everything is bounded: reads use socket timeouts, waits use deadlines, and
 a server still running when its ``with`` block ends is killed.
 
@@ -43,7 +43,7 @@ import pytest
 
 import fastmux
 from fastmux._impl import WANT_EXTENSIONS
-from fastmux._loadtools import procstat
+from fastmux.benchmarks.load import procstat
 
 # The fastmux under test: the checkout, or site-packages when CI tests the
 # installed wheel.  Children import the same one.

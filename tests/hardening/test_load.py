@@ -152,7 +152,7 @@ HELD = int(os.environ.get("FASTMUX_HELD_CONNECTIONS", "10000"))
 
 
 def _loadgen() -> str:
-    from fastmux._loadtools import build
+    from fastmux.benchmarks.load import build
 
     try:
         return str(build.executable("loadgen"))

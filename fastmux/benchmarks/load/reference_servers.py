@@ -1,6 +1,6 @@
 """The echo servers fastmux is compared with.
 
-``python -m fastmux._loadtools.reference_servers KIND [--host H] --port P``
+``python -m fastmux.benchmarks.load.reference_servers KIND [--host H] --port P``
 
 KIND is one of:
 
@@ -171,7 +171,7 @@ def run_selectors(host: str, port: int) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m fastmux._loadtools.reference_servers",
+        prog="python -m fastmux.benchmarks.load.reference_servers",
         description="run one of the echo servers fastmux is compared with",
     )
     parser.add_argument("kind", choices=KINDS)

@@ -31,7 +31,7 @@ __all__ = ["CHECKOUT", "RunFailed", "Cpus", "uvloop_installed", "csv_choices", "
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 5.0
 LOADGEN_SLACK_S = 30.0  # beyond its own run time before the load generator is killed
-CHECKOUT = Path(__file__).resolve().parents[2]  # the directory that holds this fastmux package
+CHECKOUT = Path(__file__).resolve().parents[3]  # the directory that holds this fastmux package
 
 # Where a process may run: one CPU, a set of them, or None (or an empty set) for anywhere.
 Cpus = Union[int, Set[int], None]
