@@ -9,10 +9,8 @@ Notes
 -----
 * The figure to compare is the server's own CPU time per request (user, and
   user+system), not requests/s: on a 2-core box the load generator saturates
-  its core first, so the requests/s of fast servers bunch together.  Anchors
-  from issue 3 (user µs/request at 64 B / 1 KiB / 16 KiB):
-  C epoll floor 0.11/0.11/0.15, uvloop 0.70/0.75/0.92, asyncio 1.52/1.48/1.60,
-  stdlib-selectors loop 0.89/0.82/0.97.
+  its core first, so the requests/s of fast servers bunch together.  The
+  README's echo table holds measured figures.
 * Server and load generator are pinned to different CPUs; the benchmark's own
   process sits on the load generator's CPU.  On a shared machine, whatever
   else runs on the server's CPU inflates latency and lowers requests/s, but

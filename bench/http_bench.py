@@ -10,11 +10,8 @@ Notes
 -----
 * The figure to compare is the server's own CPU time per request (user, and
   user+system), from /proc/<pid>/stat over the measured wrk run: on a 2-core
-  box wrk saturates its core first, so requests/s bunch together.  Anchors
-  from issue 5 (hello world, wrk -t1 -c100, user µs/request): nginx 1.13,
-  uvloop + httptools raw protocol 1.16, asyncio raw protocol 1.90,
-  http.server 26.8.  Targets for fastmux: <= 0.8x uvloop, <= nginx,
-  >= 20x better than http.server.
+  box wrk saturates its core first, so requests/s bunch together.  The
+  README's HTTP table holds measured figures.
 * Server on CPU 0, wrk (and this process) on CPU 1; rounds interleaved;
   medians.  Anything else running on the machine shows up in these numbers:
   compare servers within one run, not across runs.

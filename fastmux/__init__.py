@@ -26,13 +26,25 @@ __all__ = [
 
 
 def info() -> Dict[str, Any]:
-    """Describe this installation: version, compiled or fallback, backends."""
-    from . import _pollers, selectors
+    """Describe this installation: version, where it is, compiled or
+    fallback (the core and each compiled twin), backends."""
+    import os
 
+    from . import _impl, _pollers, selectors
+
+    twins = {"core": _pollers.IMPLEMENTATION, "reactor": _impl.chosen("fastmux.reactor._loop_c")}
+    try:
+        from . import http
+    except ImportError:  # the fallback's parser (httptools) is missing
+        pass
+    else:
+        twins["http"] = http.IMPLEMENTATION
     return {
         "version": __version__,
+        "path": os.path.dirname(os.path.abspath(__file__)),
         "implementation": _pollers.IMPLEMENTATION,
         "compiled": _pollers.IMPLEMENTATION == "c",
+        "twins": twins,
         "backends": list(_pollers.BACKENDS),
         "default_backend": selectors.DefaultSelector.__name__,
     }

@@ -3,8 +3,11 @@
 The fallback is used when ``FASTMUX_NO_EXTENSIONS`` is set to 1/true/yes/on
 (``0`` or an empty value does not disable the extensions), off CPython, or
 off Linux.  Everything else imports the compiled modules and falls back
-only if they are missing, which ``tests/test_impl.py`` turns into a failure
-for builds that should be compiled.
+only if they are missing, which ``tests/core/test_impl.py`` turns into a
+failure for builds that should be compiled.
+
+This module is the one record of what was chosen: each twin's
+``IMPLEMENTATION`` and :func:`fastmux.info` ask :func:`chosen`.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import os
 import platform
 import sys
 from types import ModuleType
-from typing import List
+from typing import Dict, List
 
 
 def env_flag(name: str) -> bool:
@@ -25,6 +28,9 @@ WANT_EXTENSIONS: bool = (
     and platform.python_implementation() == "CPython"
     and sys.platform.startswith("linux")
 )
+
+# compiled module name -> "c" or "py", for every twin loaded so far
+_CHOSEN: Dict[str, str] = {}
 
 
 def load(stem: str) -> ModuleType:
@@ -41,10 +47,19 @@ def load_twin(compiled: str, pure: str) -> ModuleType:
     """
     if WANT_EXTENSIONS:
         try:
-            return importlib.import_module(compiled)
+            module = importlib.import_module(compiled)
         except ImportError:
             pass
+        else:
+            _CHOSEN[compiled] = "c"
+            return module
+    _CHOSEN[compiled] = "py"
     return importlib.import_module(pure)
+
+
+def chosen(compiled: str) -> str:
+    """``"c"`` or ``"py"``: which twin :func:`load_twin` loaded for ``compiled``."""
+    return _CHOSEN[compiled]
 
 
 def implementations(compiled: str) -> List[str]:

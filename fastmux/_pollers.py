@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._impl import load
+from ._impl import chosen, load
 
 if TYPE_CHECKING:
     from ._pollers_py import BACKENDS, Epoll, Poll, Select
@@ -14,4 +14,4 @@ else:
     Select = _mod.Select
     BACKENDS = _mod.BACKENDS
 
-IMPLEMENTATION: str = "c" if Epoll.__module__.endswith("_c") else "py"
+IMPLEMENTATION: str = chosen("fastmux._pollers_c")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._impl import load
+from ._impl import chosen, load
 
 if TYPE_CHECKING:
     from ._selectors_py import (
@@ -33,7 +33,7 @@ else:
     EPOLLEXCLUSIVE = _mod.EPOLLEXCLUSIVE
     EPOLLRDHUP = _mod.EPOLLRDHUP
 
-IMPLEMENTATION: str = "c" if EpollSelector.__module__.endswith("_c") else "py"
+IMPLEMENTATION: str = chosen("fastmux._selectors_c")
 
 __all__ = [
     # the stdlib's names

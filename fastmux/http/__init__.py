@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._impl import load_twin
+from .._impl import chosen, load_twin
 from .app import load_app, render
 from .request import Request
 from .static import StaticFiles
@@ -42,7 +42,7 @@ else:
     HttpProtocol = _protocol.HttpProtocol
     HttpServer = _protocol.HttpServer
 
-IMPLEMENTATION: str = "c" if HttpProtocol.__module__.endswith("_c") else "py"
+IMPLEMENTATION: str = chosen("fastmux.http._protocol_c")
 
 __all__ = [
     "IMPLEMENTATION",

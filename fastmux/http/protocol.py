@@ -73,7 +73,7 @@ import time
 from collections import deque
 from typing import Any, Callable, Deque, List, Optional, Set, Tuple
 
-from httptools import (
+from .errors import (
     HttpParserCallbackError,
     HttpParserError,
     HttpParserInvalidMethodError,

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._impl import load_twin
+from .._impl import chosen, load_twin
 from ._fdwatch import available_backends
 from .datagram import DatagramTransport
 from .handles import Handle, TimerHandle
@@ -43,7 +43,7 @@ else:
     Reactor = _loop.Reactor
     StreamTransport = _loop.StreamTransport
 
-IMPLEMENTATION: str = "c" if Reactor.__module__.endswith("_c") else "py"
+IMPLEMENTATION: str = chosen("fastmux.reactor._loop_c")
 from .protocols import (
     BaseProtocol,
     ConnectionFailedCallback,

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
+import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -67,3 +70,28 @@ def test_compiled_protocol_is_not_stale():
     for so in built:
         assert so.stat().st_mtime >= newest.stat().st_mtime, (
             f"{so.name} is older than {newest}: run `python setup.py build_ext --inplace`")
+
+
+_WITHOUT_HTTPTOOLS = """
+import sys
+sys.modules["httptools"] = None  # any import of httptools now fails
+import fastmux.http
+from fastmux.http.errors import HttpParserError
+assert fastmux.http.IMPLEMENTATION == "c", fastmux.http.IMPLEMENTATION
+assert HttpParserError.__module__ == "fastmux.http.errors", HttpParserError.__module__
+parser = fastmux.http.HttpServer(None).parser(object())  # the parser class, given callbacks
+try:
+    parser.feed_data(b"NOT HTTP\\r\\n\\r\\n")
+except HttpParserError as exc:
+    print("refused:", exc)
+"""
+
+
+@pytest.mark.skipif(not (_impl.WANT_EXTENSIONS and _built("fastmux.http._parser_c")), reason="no compiled build")
+def test_compiled_http_runs_without_httptools():
+    """httptools is the fallback's parser; the compiled twins import nothing of it."""
+    env = dict(os.environ, PYTHONPATH=str(PACKAGE_DIR.parent))
+    out = subprocess.run([sys.executable, "-c", _WITHOUT_HTTPTOOLS], env=env, cwd=str(PACKAGE_DIR.parent),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("refused:"), out.stdout

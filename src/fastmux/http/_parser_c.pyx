@@ -28,7 +28,7 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_FillInfo, PyBuffer_Release, P
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from fastmux.includes cimport llhttp as ll
 
-from httptools import (
+from fastmux.http.errors import (
     HttpParserCallbackError,
     HttpParserError,
     HttpParserInvalidMethodError,
