@@ -249,7 +249,7 @@ class HttpProtocol:
 
     __slots__ = (
         "_server", "_config", "_clock", "_hello", "_transport", "_write", "_parser", "_feed", "_hello_parser",
-        "_url", "_headers", "_body", "_body_len", "_head_bytes", "_scanned",
+        "_url", "_headers", "_trailers", "_body", "_body_len", "_head_bytes", "_in_body", "_expect",
         "_fast", "_fast_ok", "_careful", "_closing", "_lingering", "_eof", "_draining",
         "_queue", "_deferred", "_in_drain", "_writing_paused", "_reading_paused", "_wprogress",
         "_nreq", "_tkey", "_tsince", "_peer", "_sendfile", "_native_files", "_keep_body", "_small",
@@ -277,7 +277,11 @@ class HttpProtocol:
         self._body: List[bytes] = []
         self._body_len = 0
         self._head_bytes = 0  # bytes read while a head is incomplete (see _partial)
-        self._scanned = 0  # headers of it already looked at by _partial
+        # Past its head: header fields now are chunked trailers, kept apart
+        # (RFC 9110 6.5.1: never merged into the header section).
+        self._in_body = False
+        self._trailers: List[Tuple[bytes, bytes]] = []
+        self._expect = False  # it asked for 100-continue (answered by _partial)
         # _fast: take the hello-world path for the next request.  _fast_ok:
         # this server allows it and the connection has passed the checks of
         # its first request (the HTTP version, which the hot path skips).
@@ -444,7 +448,31 @@ class HttpProtocol:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        # llhttp drops the OWS before a value, not after it (RFC 9110 5.5:
+        # neither is part of the value).
+        if value and (value[-1] == 32 or value[-1] == 9):
+            value = value.rstrip(b" \t")
+        if self._in_body:
+            self._trailers.append((name, value))
+        else:
+            self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        """The head is whole: refuse an oversize body before reading a byte
+        of it, and note ``Expect: 100-continue`` only once every header is
+        known (it must not be answered for a request refused here)."""
+        self._in_body = True
+        for name, value in self._headers:
+            n = len(name)
+            if n == 14 and name.lower() == b"content-length":
+                try:
+                    too_big = int(value) > self._config.max_body
+                except ValueError:
+                    too_big = False  # llhttp rejects it
+                if too_big:
+                    raise _Reject(413)
+            elif n == 6 and name.lower() == b"expect" and value.lower() == b"100-continue":
+                self._expect = True
 
     def on_body(self, chunk: bytes) -> None:
         self._fast = False
@@ -459,7 +487,9 @@ class HttpProtocol:
         url = self._url
         self._url = b""
         self._nreq += 1
-        if self._fast and url == b"/":
+        self._in_body = False
+        self._expect = False
+        if self._fast and url == b"/" and not self._trailers:
             parser = self._parser
             if parser.should_keep_alive():  # type: ignore[union-attr]
                 method = parser.get_method()  # type: ignore[union-attr]
@@ -478,6 +508,9 @@ class HttpProtocol:
     def _request(self, url: bytes) -> None:
         headers = self._headers
         self._headers = []
+        trailers = self._trailers
+        if trailers:
+            self._trailers = []
         body_len = self._body_len
         body = self._body
         if body_len:
@@ -485,7 +518,6 @@ class HttpProtocol:
             self._body_len = 0
         spanned = self._head_bytes  # nonzero: the head came in several reads
         self._head_bytes = 0
-        self._scanned = 0
         if self._closing:
             return  # a pipelined request after one we answered with close
         parser = self._parser
@@ -512,7 +544,7 @@ class HttpProtocol:
             self._closing = True  # this is the last request we answer
         elif not self._fast_ok and self._server.hello_fast:
             self._fast_ok = True
-        item = (method, url, version, headers, body, body_len, keep)
+        item = (method, url, version, headers, body, body_len, keep, trailers)
         if self._queue or self._deferred:
             self._defer(item)
         else:
@@ -520,10 +552,10 @@ class HttpProtocol:
             self._refresh_fast()
 
     def _respond(self, item: Tuple[Any, ...]) -> None:
-        method, url, version, headers, body, body_len, keep = item
+        method, url, version, headers, body, body_len, keep, trailers = item
         conn = KEEP if keep else CLOSE
         try:
-            reply = self._answer(method, url, version, headers, body, body_len, keep, conn)
+            reply = self._answer(method, url, version, headers, body, body_len, keep, conn, trailers)
         except Exception:
             log.exception("error answering %r %r", method, url)
             reply = simple_response(self._clock, 500, conn, method == b"HEAD")
@@ -531,14 +563,14 @@ class HttpProtocol:
         if not keep and not self._queue:
             self._finish()
 
-    def _answer(self, method, url, version, headers, body, body_len, keep, conn) -> Reply:
+    def _answer(self, method, url, version, headers, body, body_len, keep, conn, trailers) -> Reply:
         server = self._server
         clock = self._clock
         head_only = method == b"HEAD"
         if server.app is not None:
             req = Request(
                 method.decode("ascii"), url, version, headers,
-                b"".join(body) if body_len else b"", keep, self._peer,
+                b"".join(body) if body_len else b"", keep, self._peer, trailers,
             )
             try:
                 result = server.app(req)
@@ -629,29 +661,17 @@ class HttpProtocol:
             if delivered > cfg.max_head or self._head_bytes > 2 * cfg.max_head:
                 self._fail(431)
                 return
-        headers = self._headers
-        if len(headers) > cfg.max_headers:
+        if len(self._headers) > cfg.max_headers:
             self._fail(431)
             return
-        for i in range(self._scanned, len(headers)):
-            name, value = headers[i]
-            lname = name.lower()
-            if lname == b"content-length":
-                try:
-                    too_big = int(value) > cfg.max_body
-                except ValueError:
-                    too_big = False  # llhttp will reject it
-                if too_big:
-                    self._fail(413)
-                    return
-            elif lname == b"expect" and value.strip().lower() == b"100-continue":
-                if self._parser.get_http_version() == "1.1":  # type: ignore[union-attr]
-                    # In order: after the responses to earlier requests.
-                    if self._queue or self._deferred:
-                        self._deferred.append((_NOTICE, 100, b""))
-                    else:
-                        self._write(CONTINUE_100)
-        self._scanned = len(headers)
+        if self._expect:  # the head is whole and no body byte has come yet
+            self._expect = False
+            if self._parser.get_http_version() == "1.1":  # type: ignore[union-attr]
+                # In order: after the responses to earlier requests.
+                if self._queue or self._deferred:
+                    self._deferred.append((_NOTICE, 100, b""))
+                else:
+                    self._write(CONTINUE_100)
 
     def _parse_error(self, exc: HttpParserError, data: bytes) -> None:
         status = 400
@@ -678,6 +698,9 @@ class HttpProtocol:
         earlier requests), then close."""
         self._url = b""
         self._headers = []
+        self._trailers = []
+        self._in_body = False
+        self._expect = False
         self._body = []
         self._body_len = 0
         if self._closing:

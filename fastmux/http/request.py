@@ -46,13 +46,16 @@ class Request:
         version: ``"1.1"`` or ``"1.0"``.
         headers: list of ``(name, value)`` ``str`` pairs in arrival order
             (latin-1 decoded, as HTTP defines).
+        trailers: the trailer fields of a chunked body, as ``headers``
+            (``[]`` when none); never merged into ``headers`` (RFC 9110 6.5.1).
         body: the request body, ``bytes`` (``b""`` when none); bounded by the
             server's ``--max-body``.
         keep_alive: whether the connection stays open after the response.
         peer: the client's address as the transport reports it.
     """
 
-    __slots__ = ("method", "raw_target", "version", "raw_headers", "body", "keep_alive", "peer", "_split")
+    __slots__ = ("method", "raw_target", "version", "raw_headers", "body", "keep_alive", "peer", "raw_trailers",
+                 "_split")
 
     def __init__(
         self,
@@ -63,6 +66,7 @@ class Request:
         body: bytes = b"",
         keep_alive: bool = True,
         peer: object = None,
+        raw_trailers: Optional[List[Tuple[bytes, bytes]]] = None,
     ) -> None:
         self.method = method
         self.raw_target = raw_target
@@ -71,6 +75,7 @@ class Request:
         self.body = body
         self.keep_alive = keep_alive
         self.peer = peer
+        self.raw_trailers = raw_trailers or []
         self._split: Optional[Tuple[bytes, bytes]] = None
 
     def _parts(self) -> Tuple[bytes, bytes]:
@@ -98,6 +103,10 @@ class Request:
     @property
     def headers(self) -> List[Tuple[str, str]]:
         return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self.raw_headers]
+
+    @property
+    def trailers(self) -> List[Tuple[str, str]]:
+        return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self.raw_trailers]
 
     def get_header(self, name: str, default: Optional[str] = None) -> Optional[str]:
         """The first header called ``name`` (case-insensitive), or ``default``."""

@@ -56,6 +56,34 @@ def test_chunked_request_body_reaches_app():
     assert r.header("Content-Type") == "application/octet-stream"
 
 
+def test_chunked_trailers_are_kept_apart_from_headers():
+    seen = []
+
+    def app(req):
+        seen.append((req.headers, req.trailers, req.body))
+        return 200, {}, b"ok"
+
+    raw = (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"3\r\nabc\r\n0\r\nX-Checksum: 900150983cd24fb0\r\nX-Ows: v \t\r\n\r\n"
+           b"GET /next HTTP/1.1\r\nHost: h\r\n\r\n")
+    resps, _ = run(app, raw)
+    assert [r.status for r in resps] == [200, 200]
+    assert seen[0] == ([("Host", "h"), ("Transfer-Encoding", "chunked")],
+                       [("X-Checksum", "900150983cd24fb0"), ("X-Ows", "v")], b"abc")
+    assert seen[1] == ([("Host", "h")], [], b"")  # the next request starts clean
+
+
+def test_header_values_lose_surrounding_whitespace():
+    seen = []
+
+    def app(req):
+        seen.append(req.get_header("x-ows"))
+        return 200, {}, b"ok"
+
+    (r,), _ = run(app, b"GET / HTTP/1.1\r\nX-Ows:  \t padded value \t \r\n\r\n")
+    assert r.status == 200 and seen == ["padded value"]
+
+
 def test_none_falls_through_to_hello_and_404():
     def app(req):
         return None

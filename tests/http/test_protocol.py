@@ -294,6 +294,32 @@ def test_expect_100_continue_too_big_is_413_not_100():
     assert one(data).status == 413
 
 
+def test_body_over_limit_is_413_even_with_body_bytes_in_the_same_read():
+    """The head and the start of the body in one read: refused at once, not
+    after a megabyte more of body."""
+    conn = Conn(make_server(limits=dict(max_body=1000)))
+    data = conn.feed(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 1001\r\n\r\n" + b"x" * 10)
+    assert one(data).status == 413 and conn.finished
+
+
+@pytest.mark.parametrize("order", ["expect-first", "length-first"])
+def test_expect_before_oversize_length_gets_only_413(order):
+    headers = [b"Expect: 100-continue\r\n", b"Content-Length: 5000\r\n"]
+    if order == "length-first":
+        headers.reverse()
+    conn = Conn(make_server(limits=dict(max_body=1000)))
+    data = conn.feed(b"POST / HTTP/1.1\r\nHost: a\r\n" + b"".join(headers) + b"\r\n")
+    assert b"100 Continue" not in data
+    assert one(data).status == 413
+
+
+def test_expect_100_continue_waits_for_the_whole_head():
+    conn = Conn(make_server(limits=dict(max_body=1000)))
+    assert conn.feed(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\n") == b""
+    assert conn.feed(b"Content-Length: 5\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert one(conn.feed(b"hello")).status == 405
+
+
 def test_input_after_error_is_ignored(conn):
     conn.feed(b"GARBAGE\r\n\r\n")
     assert conn.finished

@@ -20,8 +20,9 @@ cdef class HttpProtocol:
     cdef public object _write, _parser, _feed
     cdef public HttpRequestParser _hello_parser  # feed_hello is then a C call
     cdef public bytes _url
-    cdef public list _headers, _body
-    cdef public Py_ssize_t _body_len, _head_bytes, _scanned, _small
+    cdef public list _headers, _trailers, _body
+    cdef public Py_ssize_t _body_len, _head_bytes, _small
+    cdef public bint _in_body, _expect
     cdef public bint _fast, _fast_ok, _careful, _closing, _lingering, _eof, _draining
     cdef public object _queue, _deferred
     cdef public bint _in_drain, _writing_paused, _reading_paused, _native_files, _keep_body
