@@ -9,7 +9,9 @@ and returning one of:
   pairs or a dict; ``body`` one of ``bytes``, ``str`` (sent as UTF-8), a
   ``pathlib.Path``/``os.PathLike`` (the file is sent with ``sendfile``), or a
   binary file object with ``fileno()`` (sent with ``sendfile`` from its
-  current position, then closed).
+  current position, then closed);
+* a file alone -- a ``pathlib.Path``/``os.PathLike`` or a binary file
+  object with ``fileno()``: the same as ``(200, [], file)``.
 
 The server frames the response: it adds ``Date``, ``Server``,
 ``Content-Length`` and ``Connection`` (your values for those four are
@@ -78,6 +80,8 @@ def load_app(spec: str) -> App:
 
 def render(result: Any, req: Request, clock: Clock, conn: int) -> Reply:
     """Turn an application's ``(status, headers, body)`` into reply bytes or a FileSend."""
+    if type(result) is not tuple and (isinstance(result, os.PathLike) or hasattr(result, "fileno")):
+        result = (200, (), result)  # a file alone (a file object would otherwise unpack as lines)
     try:
         status, headers, body = result
         status = int(status)

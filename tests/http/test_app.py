@@ -158,6 +158,24 @@ def test_file_object_body_from_its_position(tmp_path):
     assert opened[0].closed
 
 
+@pytest.mark.parametrize("kind", ["path", "file object"])
+def test_a_file_alone_is_200_with_its_type(tmp_path, kind):
+    p = tmp_path / "page.html"
+    p.write_bytes(b"<p>hi</p>\n" * 3)
+    opened = []
+
+    def app(req):
+        if kind == "path":
+            return p
+        opened.append(open(p, "rb"))
+        return opened[-1]
+
+    (r,), _ = run(app, b"GET / HTTP/1.1\r\n\r\n")
+    assert r.status == 200 and r.body == p.read_bytes()
+    assert r.header("Content-Type") == "text/html; charset=utf-8"
+    assert all(f.closed for f in opened)
+
+
 def test_file_body_on_native_sendfile_transport(tmp_path):
     p = tmp_path / "data.bin"
     p.write_bytes(os.urandom(50_000))
