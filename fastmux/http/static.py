@@ -263,6 +263,9 @@ class StaticFiles:
                 return False
         else:  # pragma: no cover - non-Linux
             real = os.path.realpath(fallback_path)
+        return self._under_root(real)
+
+    def _under_root(self, real: bytes) -> bool:
         return real == self.root or real.startswith(self._root_slash)
 
     def _verify(self, fd: int, st: os.stat_result, path: bytes) -> bool:
@@ -366,16 +369,26 @@ class StaticFiles:
                     return reply
         if not self.listing:
             return simple_response(clock, 403, conn, head_only)
-        body = self._listing(fd, raw_path)
+        body = self._listing(fd, fs_path, raw_path)
         if body is None:
             return simple_response(clock, 404, conn, head_only)
         head = build_head(clock, 200, conn, len(body), b"Content-Type: " + HTML_UTF8 + b"\r\n")
         return head if head_only else head + body
 
-    def _listing(self, fd: int, raw_path: bytes) -> Optional[bytes]:
+    def _listing(self, fd: int, fs_path: bytes, raw_path: bytes) -> Optional[bytes]:
+        """The directory's HTML listing: only entries a request would be
+        served (regular files and directories, symlinks only when they stay
+        under the root), so no link in it answers 404."""
+        entries = []
         try:
             with os.scandir(fd) as it:
-                entries = [(e.name, e.is_dir()) for e in it]
+                for e in it:
+                    is_dir = e.is_dir()  # both follow symlinks
+                    if not (is_dir or e.is_file()):
+                        continue  # FIFOs, sockets, devices, dangling links
+                    if e.is_symlink() and not self._under_root(os.path.realpath(fs_path + os.fsencode(e.name))):
+                        continue
+                    entries.append((e.name, is_dir))
         except OSError as exc:
             if exc.errno in _NO_FDS:
                 raise _OutOfDescriptors() from None

@@ -206,6 +206,19 @@ def test_root_listing(root):
     assert r.status == 200 and b"hello.txt" in r.body
 
 
+def test_listing_shows_only_what_is_served(root):
+    """Every link in a listing answers: symlinks leaving the root, dangling
+    links and FIFOs are left out, links inside it stay."""
+    os.symlink(root / "gone.txt", root / "dangling.txt")
+    c = conn_for(root)
+    body = get(c, "/").body.decode()
+    hrefs = sorted(line.split('href="', 1)[1].split('"', 1)[0] for line in body.splitlines() if 'href="' in line)
+    assert hrefs == ["alias.txt", "big.bin", "data.bin", "empty", "hello.txt", "list/", "page.html",
+                     "style.css", "sub/"]
+    for href in hrefs:
+        assert get(c, "/" + href).status == 200, href
+
+
 TRAVERSALS = [
     "/../secret.txt",
     "/sub/../../secret.txt",
