@@ -81,6 +81,7 @@ from .errors import (
 )
 
 from .._impl import load_twin
+from .access_log import AccessLog
 from .app import App, render
 from .request import Request, split_target
 from .response import CLOSE, CONTINUE_100, KEEP, Clock, simple_response
@@ -167,6 +168,7 @@ class HttpServer:
         app: Optional[App] = None,
         static: Optional[StaticFiles] = None,
         parser: Optional[type] = None,
+        access_log: Optional[AccessLog] = None,
     ) -> None:
         self.loop = loop
         self.parser = parser or RequestParser
@@ -175,7 +177,9 @@ class HttpServer:
         self.static = static
         self.clock = Clock()
         self.connections: Set[HttpProtocol] = set()
-        self.hello_fast = app is None and static is None
+        self.access_log = access_log
+        # The hello fast path answers without Python: no app, files or log to consult.
+        self.hello_fast = app is None and static is None and access_log is None
         self.requests = 0  # completed on closed connections (see stats())
         # Optional graceful-shutdown registry (fastmux.servers' Connections):
         # add(conn)/discard(conn); it calls conn.shutdown() or conn.abort().
@@ -201,6 +205,8 @@ class HttpServer:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self.access_log is not None:
+            self.access_log.close()
 
     def _schedule(self) -> None:
         # Fire just after each wall-clock second turns, so Date is never stale
@@ -217,8 +223,10 @@ class HttpServer:
                 self._schedule()
 
     def tick(self, now: Optional[float] = None, wall: Optional[float] = None) -> None:
-        """Refresh the Date cache and apply timeouts."""
+        """Refresh the Date cache, apply timeouts, flush the access log."""
         self.clock.refresh(wall)
+        if self.access_log is not None:
+            self.access_log.flush()
         if now is None:
             now = self.now()
         for conn in list(self.connections):
@@ -252,7 +260,7 @@ class HttpProtocol:
         "_url", "_headers", "_trailers", "_body", "_body_len", "_head_bytes", "_in_body", "_expect",
         "_fast", "_fast_ok", "_careful", "_closing", "_lingering", "_eof", "_draining",
         "_queue", "_deferred", "_in_drain", "_writing_paused", "_reading_paused", "_wprogress",
-        "_nreq", "_tkey", "_tsince", "_peer", "_sendfile", "_native_files", "_keep_body", "_small",
+        "_nreq", "_tkey", "_tsince", "_peer", "_sendfile", "_native_files", "_keep_body", "_small", "_access",
         "__weakref__",
         # Lets fastmux.servers.shutdown.tracked_factory wrap connection_made/
         # connection_lost on the instance; attribute access to the slots above
@@ -310,6 +318,7 @@ class HttpProtocol:
         self._sendfile: Any = None
         self._native_files = False
         self._keep_body = server.app is not None
+        self._access = server.access_log
         self._small = server.config.small_read
 
     def __repr__(self) -> str:
@@ -559,6 +568,8 @@ class HttpProtocol:
         except Exception:
             log.exception("error answering %r %r", method, url)
             reply = simple_response(self._clock, 500, conn, method == b"HEAD")
+        if self._access is not None:
+            self._access.record(self._peer, b"%s %s HTTP/%s" % (method, url, version.encode()), reply)
         self._push(reply)
         if not keep and not self._queue:
             self._finish()
@@ -707,6 +718,8 @@ class HttpProtocol:
             return  # the response already decided as the last one stays the last
         self._closing = True
         self._fast = False
+        if self._access is not None:
+            self._access.record(self._peer, None, simple_response(self._clock, status, CLOSE, extra=extra))
         if self._queue or self._deferred:
             self._deferred.append((_NOTICE, status, extra))
             return

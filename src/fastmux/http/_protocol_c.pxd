@@ -27,5 +27,5 @@ cdef class HttpProtocol:
     cdef public object _queue, _deferred
     cdef public bint _in_drain, _writing_paused, _reading_paused, _native_files, _keep_body
     cdef public Py_ssize_t _wprogress, _nreq
-    cdef public object _tkey, _peer, _sendfile
+    cdef public object _tkey, _peer, _sendfile, _access
     cdef public double _tsince
