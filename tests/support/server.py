@@ -261,7 +261,7 @@ class Server:
         check that nothing is left running (tests/conftest.py)."""
         test = os.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" ", 1)[0]
         for pid in set(kids) & set(procs.descendants(os.getpid())):
-            procs.left_by.setdefault(pid, f"{test}, server {self.pid} ({self.kind})")
+            procs.left_by.setdefault(pid, f"server {self.pid} ({self.kind}), ended during {test}")
 
     def close(self) -> None:
         self.kill()
