@@ -1,13 +1,17 @@
 """Fixtures shared by every suite: each compiled path runs the same tests as
-its pure-Python twin, on every backend (ids ``c-epoll``, ``py-poll``, ...)."""
+its pure-Python twin, on every backend (ids ``c-epoll``, ``py-poll``, ...);
+and the session fails if any process it started is still running at its end."""
 from __future__ import annotations
 
 import importlib
+from multiprocessing import resource_tracker
 from types import ModuleType
+from typing import Iterator
 
 import pytest
 
 from fastmux._impl import implementations
+from support import procs
 
 BACKENDS = ("epoll", "poll", "select")
 
@@ -71,3 +75,22 @@ def stdlib_selector_cls(impl_backend):
 def epoll_selector_cls(request):
     """EpollSelector of every implementation (for epoll-only features)."""
     return _module("selectors", request.param).EpollSelector
+
+
+def pytest_configure(config) -> None:
+    procs.become_subreaper()  # before any test starts a process
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind() -> Iterator[None]:
+    """Every process the session started, down to a server's pool workers and
+    resource tracker, has ended by the end of the session (the stragglers
+    are killed, and reported as an error of the session's last test)."""
+    yield
+    # The session's own multiprocessing resource tracker (tests that run a
+    # process pool in this process start it) would end with this process;
+    # ending it here, as multiprocessing does at exit, leaves only strays.
+    resource_tracker._resource_tracker._stop()
+    left = procs.kill_leftovers(grace=5.0)
+    assert not left, "processes left running by the tests (killed now):\n" + "\n".join(left)
+

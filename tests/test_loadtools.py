@@ -21,11 +21,11 @@ from typing import Any, Dict, Iterator, List, Tuple
 import pytest
 
 from fastmux.benchmarks.load import TOOLS, CompilerNotFound, build, executable
+from fastmux.benchmarks.load.harness import free_port
 from fastmux.benchmarks.load.procstat import CLOCK_TICK_S, cpu_times, rss_bytes, tick_error
+from support.server import child_env
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="epoll and /proc are Linux-only")
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +104,7 @@ def test_loadgen_hold_and_rate(tools: Dict[str, Path], floor: int) -> None:
 
 
 def test_loadgen_reports_refused_connections(tools: Dict[str, Path]) -> None:
-    with socket.socket() as s:  # a port that nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port("127.0.0.1")  # nothing listens on it
     rc, out, _ = run_loadgen(tools, port, "-c", "4", "-d", "0.2", "-w", "0")
     assert rc == 1
     assert out["errors"] == 4 and out["established"] == 0
@@ -227,9 +225,8 @@ def test_procstat_rss_and_tick_error() -> None:
 
 @pytest.mark.parametrize("kind", ["asyncio", "selectors"])
 def test_reference_server_echoes_and_stops(tools: Dict[str, Path], kind: str) -> None:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     proc = subprocess.Popen([sys.executable, "-m", "fastmux.benchmarks.load.reference_servers", kind, "--port", "0"],
-                            stdout=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, text=True, env=child_env())
     try:
         assert proc.stdout is not None
         ready = proc.stdout.readline().split()

@@ -31,6 +31,9 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable, List, Sequence
 
+import fastmux
+
+from .. import _pollers
 from . import _net
 from ._runtime import AsyncioRuntime, ReactorRuntime, Runtime, reactor_available
 from .context import ServeContext
@@ -183,8 +186,11 @@ def serve(name: str, mod: ModuleType, opts: argparse.Namespace, socks: List[sock
                 shutdown.listeners.append(runtime.serve(factory, sock))
         shutdown.install()
         backend = getattr(runtime.loop, "backend", "")
-        log.info("%s serving on %s (%s%s), pid %d", name, " ".join(addresses), runtime.name,
-                 f" {backend}" if backend else "", os.getpid())
+        http = sys.modules.get("fastmux.http")  # loaded by `serve http` only
+        log.info("%s serving on %s (%s%s), pid %d, fastmux %s from %s (core %s, reactor %s, http %s)", name,
+                 " ".join(addresses), runtime.name, f" {backend}" if backend else "", os.getpid(),
+                 fastmux.__version__, os.path.dirname(fastmux.__file__), _pollers.IMPLEMENTATION,
+                 fastmux.reactor.IMPLEMENTATION, http.IMPLEMENTATION if http is not None else "-")
         on_ready(addresses)
         runtime.run_forever()
         log.info("stopped%s", " (grace period exceeded)" if shutdown.forced else "")

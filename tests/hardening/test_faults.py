@@ -39,9 +39,13 @@ from typing import Any, List, Optional, Tuple
 import pytest
 
 from hardening_helpers import (
-    COMPILED, FAULT_MODES, MIB, TIMEOUT, Counter, ServerProc, assert_healthy, connect, echo_ok, fastmux_cmd, fill_without_reading, http_get, many_sockets, menu_ok,
-    mode_params, recv_exactly, recv_line, recv_until_closed, report, rst_close, upload, wait_for,
+    COMPILED, FAULT_MODES, Counter, assert_healthy, echo_ok, fill_without_reading, http_get, many_sockets, menu_ok,
+    mode_params, report, upload,
 )
+from support.http import FakeTransport
+from support.net import MIB, TIMEOUT, connect, recv_exactly, recv_line, recv_until_closed, rst_close, send_while_reading
+from support.procs import children
+from support.server import Server, fastmux_cmd, wait_for
 
 # -- 1. peers that reset, half-close, vanish, never read, or trickle ------------------------
 
@@ -52,7 +56,7 @@ def test_peer_resets_mid_write(mode):
     with unread data, which the kernel turns into RST): the server meets
     ECONNRESET/EPIPE in send, drops those connections quietly, loses nothing
     of a witness connection's stream and leaks nothing."""
-    with ServerProc("echo", mode=mode) as srv:
+    with Server("echo", mode=mode) as srv:
         assert echo_ok(srv)
         base = srv.fds()
         with connect(srv) as witness:
@@ -98,7 +102,7 @@ def test_sigpipe_never_kills_a_server_whose_peers_reset_mid_file(tmp_path, sigpi
     (tmp_path / "big.bin").write_bytes(body)
     args = ["serve", "http", "--port", "0", "--dir", str(tmp_path), "--log-level", "info"]
     argv = [sys.executable, "-c", SIGPIPE_DEFAULT_HTTP, *args] if sigpipe == "default" else fastmux_cmd(*args)
-    with ServerProc("http", argv=argv) as srv:
+    with Server("http", argv=argv) as srv:
         assert http_get(srv, "/big.bin") == (200, body)
         base = srv.fds()
         for i in range(16):
@@ -119,7 +123,7 @@ def test_sigpipe_never_kills_a_server_whose_peers_reset_mid_file(tmp_path, sigpi
 def test_client_half_close_still_gets_every_byte(mode):
     """The client sends, shuts down its write side and keeps reading: the echo
     server flushes everything it owes (megabytes still in flight), then closes."""
-    with ServerProc("echo", mode=mode) as srv:
+    with Server("echo", mode=mode) as srv:
         base = srv.fds()
         for size in (1, 70000, 4 * MIB + 3):
             payload = os.urandom(size)
@@ -143,7 +147,7 @@ def test_half_close_both_ways_http(tmp_path):
     lingering close), so the client reads the whole response, never a reset."""
     body = os.urandom(300000)
     (tmp_path / "f.bin").write_bytes(body)
-    with ServerProc("http", "--dir", str(tmp_path)) as srv:
+    with Server("http", "--dir", str(tmp_path)) as srv:
         base = srv.fds()
         with connect(srv) as c:
             c.sendall(b"GET /f.bin HTTP/1.1\r\nHost: t\r\n\r\n" * 20 + b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -166,7 +170,7 @@ def test_half_close_upload_and_menu(tmp_path):
     """An upload whose client sends everything and shuts down its write side
     still gets its ``ok``; a menu client that half-closes gets every reply,
     including one computed off the loop."""
-    with ServerProc("upload", "--dir", str(tmp_path)) as up:
+    with Server("upload", "--dir", str(tmp_path)) as up:
         data = os.urandom(3 * MIB)
         with connect(up) as c:
             c.sendall(b"put|half.bin|%d\n" % len(data))
@@ -176,7 +180,7 @@ def test_half_close_upload_and_menu(tmp_path):
             assert recv_until_closed(c) == b"ok %s\n" % hashlib.sha256(data).hexdigest().encode()
         assert (tmp_path / "half.bin").read_bytes() == data
         up.assert_clean_log()
-    with ServerProc("menu") as menu:
+    with Server("menu") as menu:
         with connect(menu) as c:
             c.sendall(b"1000\n1004\n\xff\n1001\n")
             c.shutdown(socket.SHUT_WR)
@@ -186,7 +190,7 @@ def test_half_close_upload_and_menu(tmp_path):
         menu.assert_clean_log()
 
 
-def _vanishers(srv: ServerProc, starts: List[bytes], count: int) -> None:
+def _vanishers(srv: Server, starts: List[bytes], count: int) -> None:
     """``count`` clients that connect and vanish, in every manner."""
     for i in range(count):
         c = connect(srv)
@@ -223,7 +227,7 @@ def test_peers_that_connect_and_vanish(kind, tmp_path):
     leaves no temporary file."""
     starts, probe = VANISH_STARTS[kind]
     extra = ["--dir", str(tmp_path), "--write-mode", "thread"] if kind == "upload" else []
-    with ServerProc(kind, *extra) as srv:
+    with Server(kind, *extra) as srv:
         if probe is None:
             probe = lambda s: upload(s, b"probe-%d.bin" % random.getrandbits(64), b"data").startswith(b"ok ")  # noqa: E731
         assert probe(srv)
@@ -255,7 +259,7 @@ def test_peer_that_never_reads_keeps_memory_bounded(kind, tmp_path):
     if extra == ["--dir"]:
         (tmp_path / "f.bin").write_bytes(os.urandom(1 * MIB))
         extra = ["--dir", str(tmp_path)]
-    with ServerProc(kind.split("-")[0], *extra) as srv:
+    with Server(kind.split("-")[0], *extra) as srv:
         with connect(srv) as warm:  # allocator warm-up: one ordinary exchange
             warm.sendall(request[:64])
             time.sleep(0.1)
@@ -285,29 +289,19 @@ def _trickle(sock: socket.socket, data: bytes, gap: float = 0.0005) -> None:
 
 @pytest.mark.parametrize("mode", mode_params(FAULT_MODES))
 def test_peer_that_sends_one_byte_at_a_time_echo(mode):
-    with ServerProc("echo", mode=mode) as srv:
+    with Server("echo", mode=mode) as srv:
         base = srv.fds()
         payload = bytes(range(256)) * 2
         with connect(srv) as c:
-            got = bytearray()
-            def reader() -> None:
-                while len(got) < len(payload):
-                    chunk = c.recv(4096)
-                    if not chunk:
-                        return
-                    got.extend(chunk)
-            t = threading.Thread(target=reader)
-            t.start()
-            _trickle(c, payload)
-            t.join(TIMEOUT)
-        assert bytes(got) == payload
+            got = send_while_reading(c, payload, lambda data: _trickle(c, data))
+        assert got == payload
         assert_healthy(srv, echo_ok, fds=base)
 
 
 def test_peer_that_sends_one_byte_at_a_time_every_kind(tmp_path):
     """HTTP (a POST with a body, then a keep-alive GET), menu lines and an
     upload (header and body), each trickled a byte per segment."""
-    with ServerProc("http") as srv:
+    with Server("http") as srv:
         with connect(srv) as c:
             _trickle(c, b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"
                         b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
@@ -315,13 +309,13 @@ def test_peer_that_sends_one_byte_at_a_time_every_kind(tmp_path):
         assert data.startswith(b"HTTP/1.1 405 ") and data.count(b"HTTP/1.1 ") == 2
         assert b"HTTP/1.1 200 " in data and data.endswith(b"Hello, World")
         srv.assert_clean_log()
-    with ServerProc("menu") as srv:
+    with Server("menu") as srv:
         with connect(srv) as c:
             recv_line(c)
             _trickle(c, b"1000\r\n  1001  \nexit\n")
             lines = recv_until_closed(c).decode().splitlines()
         assert len(lines) == 2 and "余额" in lines[0] and "流量" in lines[1]
-    with ServerProc("upload", "--dir", str(tmp_path)) as srv:
+    with Server("upload", "--dir", str(tmp_path)) as srv:
         data = os.urandom(300)
         with connect(srv) as c:
             _trickle(c, b"put|trickle.bin|300\n")
@@ -355,7 +349,7 @@ def test_fd_exhaustion_pauses_without_spinning_and_recovers(mode):
     clients it could not accept wait in the backlog and are all served, in
     turn, as others leave; afterwards it is back to its baseline."""
     n_clients = 3 * NOFILE
-    with ServerProc("echo", mode=mode, preexec_fn=_lower_nofile()) as srv, many_sockets(n_clients) as clients:
+    with Server("echo", mode=mode, preexec_fn=_lower_nofile()) as srv, many_sockets(n_clients) as clients:
         assert echo_ok(srv)
         base = srv.fds()
         for i in range(n_clients):
@@ -408,7 +402,7 @@ def test_fd_exhaustion_in_http_and_upload_is_an_error_not_a_lie(tmp_path):
     body = os.urandom(200000)  # above --inline-max: opened per request, sent with sendfile
     (tmp_path / "www" / "f.bin").write_bytes(body)
     (tmp_path / "up").mkdir()
-    with ServerProc("http", "--dir", str(tmp_path / "www"), preexec_fn=_lower_nofile()) as srv, \
+    with Server("http", "--dir", str(tmp_path / "www"), preexec_fn=_lower_nofile()) as srv, \
             many_sockets(NOFILE) as held:
         base = srv.fds()
         with connect(srv) as probe:
@@ -427,7 +421,7 @@ def test_fd_exhaustion_in_http_and_upload_is_an_error_not_a_lie(tmp_path):
         srv.wait_fds(base)
         assert http_get(srv, "/f.bin") == (200, body)
         srv.assert_clean_log(allow=[EMFILE_REPORT])
-    with ServerProc("upload", "--dir", str(tmp_path / "up"), preexec_fn=_lower_nofile()) as srv, \
+    with Server("upload", "--dir", str(tmp_path / "up"), preexec_fn=_lower_nofile()) as srv, \
             many_sockets(NOFILE) as held:
         base = srv.fds()
         with connect(srv) as probe:
@@ -469,7 +463,7 @@ def test_efbig_fails_one_upload_and_spares_the_others(tmp_path, write_mode):
     the limit is disconnected; nothing partial remains and the server keeps
     serving.  (tests/servers covers the single-upload reply.)"""
     limit = 512 * 1024
-    with ServerProc("upload", "--dir", str(tmp_path), "--write-mode", write_mode, "--header-quiet", "0.2",
+    with Server("upload", "--dir", str(tmp_path), "--write-mode", write_mode, "--header-quiet", "0.2",
                     preexec_fn=_limit_fsize(limit)) as srv:
         small = [os.urandom(limit - 1), os.urandom(1000)]
         big = os.urandom(4 * limit)
@@ -526,7 +520,7 @@ def tmpfs_ok(tmp_path_factory) -> bool:
     return True
 
 
-def _inside(srv: ServerProc, path: Path) -> Path:
+def _inside(srv: Server, path: Path) -> Path:
     """``path`` as the server's mount namespace sees it (its tmpfs is mounted there only)."""
     return Path(f"/proc/{srv.pid}/root{path}")
 
@@ -541,7 +535,7 @@ def test_full_filesystem_enospc(tmp_path, tmpfs_ok, write_mode):
     same way; when an operator frees space, uploads work again."""
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    with ServerProc("upload", "--dir", str(mnt), "--write-mode", write_mode, "--no-fsync",
+    with Server("upload", "--dir", str(mnt), "--write-mode", write_mode, "--no-fsync",
                     prefix=_tmpfs_prefix(mnt, "size=1m,nr_inodes=8")) as srv:
         inside = _inside(srv, mnt)
         st = os.statvfs(inside)
@@ -599,7 +593,7 @@ def test_sigterm_during_uploads_drains_every_stage(tmp_path, write_mode):
     nothing partial is left and the server exits 0.  Nothing ends silently:
     every client either gets its ``ok`` or an ``error`` line, or had sent no
     request at all."""
-    with ServerProc("upload", "--dir", str(tmp_path), "--write-mode", write_mode, "--grace", "15") as srv:
+    with Server("upload", "--dir", str(tmp_path), "--write-mode", write_mode, "--grace", "15") as srv:
         idle = connect(srv)
         half = connect(srv)
         half.sendall(b"put|half-hea")
@@ -638,7 +632,7 @@ def test_sigterm_during_uploads_drains_every_stage(tmp_path, write_mode):
     assert (tmp_path / "done.bin").read_bytes() == done_data
 
 
-def _http_keepalive_client(srv: ServerProc, body: bytes, stats: Counter, stop: threading.Event,
+def _http_keepalive_client(srv: Server, body: bytes, stats: Counter, stop: threading.Event,
                            problems: List[str]) -> None:
     """GET /f.bin and GET /small.txt in a keep-alive loop until the server closes; every
     response that starts must be complete and correct."""
@@ -688,7 +682,7 @@ def test_sigterm_during_keepalive_http_traffic(tmp_path):
     body = os.urandom(256 * 1024)
     (tmp_path / "f.bin").write_bytes(body)
     (tmp_path / "small.txt").write_bytes(b"small\n")
-    with ServerProc("http", "--dir", str(tmp_path), "--grace", "10") as srv:
+    with Server("http", "--dir", str(tmp_path), "--grace", "10") as srv:
         stats, stop, problems = Counter(), threading.Event(), []
         clients = [threading.Thread(target=_http_keepalive_client, args=(srv, body, stats, stop, problems))
                    for _ in range(8)]
@@ -711,41 +705,11 @@ def test_sigterm_during_keepalive_http_traffic(tmp_path):
         srv.assert_clean_log()
 
 
-class _SocketTransport:
-    """Just enough transport for HttpProtocol, over a real socket (for FIONREAD)."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.out = bytearray()
-        self.eof_written = self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.out += data
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"socket": self.sock, "peername": ("127.0.0.1", 1)}.get(name, default)
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def can_write_eof(self) -> bool:
-        return True
-
-    def write_eof(self) -> None:
-        self.eof_written = True
-
-    def close(self) -> None:
-        self.closed = True
-
-    abort = close
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        pass
-
-    resume_reading = pause_reading
+def _socket_transport(sock: socket.socket) -> FakeTransport:
+    """A fake transport over a real socket (HttpProtocol asks it for FIONREAD)."""
+    t = FakeTransport()
+    t.extra["socket"] = sock
+    return t
 
 
 def test_graceful_shutdown_answers_a_request_waiting_unread_in_the_socket():
@@ -758,7 +722,7 @@ def test_graceful_shutdown_answers_a_request_waiting_unread_in_the_socket():
     a, b = socket.socketpair()
     with a, b:
         proto = HttpServer(None)()
-        t = _SocketTransport(a)
+        t = _socket_transport(a)
         proto.connection_made(t)
         proto.data_received(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
         assert t.out.startswith(b"HTTP/1.1 200 ") and not t.eof_written
@@ -772,19 +736,11 @@ def test_graceful_shutdown_answers_a_request_waiting_unread_in_the_socket():
         proto.connection_lost(None)
         # an idle connection with nothing pending still closes at once
         proto2 = HttpServer(None)()
-        t2 = _SocketTransport(a)
+        t2 = _socket_transport(a)
         proto2.connection_made(t2)
         proto2.shutdown()
         assert t2.eof_written or t2.closed
         proto2.connection_lost(None)
-
-
-def _children(pid: int) -> set:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return {int(p) for p in f.read().split()}
-    except FileNotFoundError:
-        return set()
 
 
 def test_kill_9_of_a_worker_under_traffic(tmp_path):
@@ -792,8 +748,8 @@ def test_kill_9_of_a_worker_under_traffic(tmp_path):
     worker.  The parent restarts it, the port keeps answering (failures only
     for connections the dead worker held, no gap of a second), and the new
     worker takes its share of connections."""
-    with ServerProc("echo", "--workers", "2") as srv:
-        workers = wait_for(lambda: (lambda k: k if len(k) == 2 else None)(_children(srv.pid)))
+    with Server("echo", "--workers", "2") as srv:
+        workers = wait_for(lambda: (lambda k: k if len(k) == 2 else None)(children(srv.pid)))
         assert workers
         stats, stop = Counter(), threading.Event()
         times: List[float] = []
@@ -820,8 +776,8 @@ def test_kill_9_of_a_worker_under_traffic(tmp_path):
             killed_at = time.monotonic()
             os.kill(victim, signal.SIGKILL)
             replaced = wait_for(lambda: (lambda k: k if len(k) == 2 and victim not in k else None)(
-                _children(srv.pid)))
-            assert replaced, f"no replacement worker: {_children(srv.pid)}\n{srv.stderr()[-3000:]}"
+                children(srv.pid)))
+            assert replaced, f"no replacement worker: {children(srv.pid)}\n{srv.stderr()[-3000:]}"
             ok_at_kill = stats["ok"]
             assert wait_for(lambda: stats["ok"] > ok_at_kill + 300, timeout=20)
         finally:

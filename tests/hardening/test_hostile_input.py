@@ -36,7 +36,9 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from hardening_helpers import MIB, ROOT, ServerProc, connect, recv_line, recv_until_closed
+from support.http import chunked
+from support.net import MIB, connect, recv_line, recv_until_closed
+from support.server import ROOT, Server
 
 EXAMPLES = int(os.environ.get("FASTMUX_HARDENING_EXAMPLES", "150"))
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=False,
@@ -62,10 +64,10 @@ ERROR_CLOSES = {400, 408, 413, 414, 431, 501, 505}
 
 
 @pytest.fixture(scope="module")
-def http_srv(tmp_path_factory) -> Iterator[ServerProc]:
+def http_srv(tmp_path_factory) -> Iterator[Server]:
     d = tmp_path_factory.mktemp("hostile-http")
     (d / "hostile_app.py").write_text(APP)
-    with ServerProc("http", "--app", "hostile_app:app", "--max-url", str(MAX_URL), "--max-head", str(MAX_HEAD),
+    with Server("http", "--app", "hostile_app:app", "--max-url", str(MAX_URL), "--max-head", str(MAX_HEAD),
                     "--max-headers", str(MAX_HEADERS), "--max-body", str(MAX_BODY), "--header-timeout", "3",
                     env={"PYTHONPATH": f"{ROOT}{os.pathsep}{d}"}) as srv:
         yield srv
@@ -73,7 +75,7 @@ def http_srv(tmp_path_factory) -> Iterator[ServerProc]:
         srv.assert_clean_log()
 
 
-def exchange(srv: ServerProc, pieces: List[bytes], gap: float = 0.0) -> bytes:
+def exchange(srv: Server, pieces: List[bytes], gap: float = 0.0) -> bytes:
     """Send ``pieces`` (separate segments if ``gap``), then EOF; everything
     the server says until it closes.  A server that never closes fails here."""
     with connect(srv, EXCHANGE_TIMEOUT) as c:
@@ -171,15 +173,7 @@ def valid_request(draw: Any, last: bool = False) -> Tuple[bytes, str, bytes]:
             raw_body = body
         else:
             headers.append(("Transfer-Encoding", "chunked"))
-            raw_body, pos = b"", 0
-            for size in draw(st.lists(st.integers(1, 200), max_size=6)):
-                piece = body[pos:pos + size]
-                if not piece:
-                    break
-                raw_body += b"%x\r\n%s\r\n" % (len(piece), piece)
-                pos += len(piece)
-            body = body[:pos]
-            raw_body += b"0\r\n\r\n"
+            raw_body, body = chunked(body, draw(st.lists(st.integers(1, 200), max_size=6)))
         expect = body
     head = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{n}: {v}\r\n" for n, v in headers) + "\r\n"
     return head.encode() + raw_body, method, (b"" if method == "HEAD" else expect)
@@ -357,12 +351,12 @@ def expected_upload(header: bytes) -> Tuple[str, Optional[str]]:
 
 
 @pytest.fixture(scope="module")
-def upload_srv(tmp_path_factory) -> Iterator[Tuple[ServerProc, Path]]:
+def upload_srv(tmp_path_factory) -> Iterator[Tuple[Server, Path]]:
     base = tmp_path_factory.mktemp("hostile-upload")
     updir = base / "in" / "uploads"
     updir.mkdir(parents=True)
     (base / "in" / "sibling").mkdir()
-    with ServerProc("upload", "--dir", str(updir), "--max-size", str(UP_MAX), "--header-quiet", "-1",
+    with Server("upload", "--dir", str(updir), "--max-size", str(UP_MAX), "--header-quiet", "-1",
                     "--idle-timeout", "5") as srv:
         yield srv, updir
         assert srv.alive(), srv.stderr()[-4000:]
@@ -509,8 +503,8 @@ menu_line = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def menu_srv() -> Iterator[ServerProc]:
-    with ServerProc("menu", "--max-line", str(MAX_LINE), "--idle-timeout", "10") as srv:
+def menu_srv() -> Iterator[Server]:
+    with Server("menu", "--max-line", str(MAX_LINE), "--idle-timeout", "10") as srv:
         yield srv
         assert srv.alive(), srv.stderr()[-4000:]
         srv.assert_clean_log()

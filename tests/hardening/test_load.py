@@ -36,9 +36,9 @@ from typing import Any, Dict, List
 
 import pytest
 
-from hardening_helpers import (
-    MIB, SOAK_SCALE, ServerProc, assert_healthy, connect, echo_ok, http_get, report, scaled, watchdog,
-)
+from hardening_helpers import SOAK_SCALE, assert_healthy, echo_ok, http_get, report, scaled, watchdog
+from support.net import MIB, connect
+from support.server import Server
 
 CHURN_CLIENT = r"""
 import json, socket, struct, sys, time
@@ -105,7 +105,7 @@ def _run_clients(script: str, args_per_client: List[List[str]], timeout: float) 
     return out
 
 
-def _settle_rss(srv: ServerProc, seconds: float = 1.0) -> int:
+def _settle_rss(srv: Server, seconds: float = 1.0) -> int:
     time.sleep(seconds)
     return srv.rss()
 
@@ -118,7 +118,7 @@ def test_churn_soak_fds_and_rss_return_to_baseline(kind):
     afterwards the server's descriptor count is back at its baseline and
     its RSS within a few MiB of it."""
     cycles = scaled(40000, 20000)
-    with ServerProc(kind) as srv:
+    with Server(kind) as srv:
         probe = echo_ok if kind == "echo" else (lambda s: http_get(s)[0] == 200)
         # warm-up: allocator arenas, caches, the first connections
         _run_clients(CHURN_CLIENT, [[srv.host, str(srv.port), "500", kind, "0"]], timeout=60)
@@ -169,7 +169,7 @@ def _raise_server_nofile() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard) if hard != resource.RLIM_INFINITY else want, hard))
 
 
-def _held_round(srv: ServerProc, loadgen: str, hold: float) -> Dict[str, Any]:
+def _held_round(srv: Server, loadgen: str, hold: float) -> Dict[str, Any]:
     """One loadgen run: HELD connections opened, held idle for ``hold`` seconds
     (sampled then), a second of verified echo traffic on all, then closed."""
     proc = subprocess.Popen([loadgen, "-c", str(HELD), "--hold", str(hold), "-w", "0.2", "-d", "0.5",
@@ -219,7 +219,7 @@ def test_ten_thousand_held_connections(edge):
     loadgen = _loadgen()
     hold = max(1.5, 3.0 * SOAK_SCALE)
     args = ["--backend", "epoll", "--backlog", "4096"] + (["--edge"] if edge else [])
-    with ServerProc("echo", *args, preexec_fn=_raise_server_nofile) as srv:
+    with Server("echo", *args, preexec_fn=_raise_server_nofile) as srv:
         assert echo_ok(srv)
         rss0 = _settle_rss(srv, 0.5)
         fds0 = srv.fds()
@@ -323,7 +323,7 @@ print(json.dumps({"closed_trickle": len(closed["trickle"]), "closed_idle": len(c
 """
 
 
-def _latencies(srv: ServerProc, n: int) -> List[float]:
+def _latencies(srv: Server, n: int) -> List[float]:
     """``n`` sequential keep-alive ``GET /`` on one connection: seconds each."""
     req = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
     out = []
@@ -358,7 +358,7 @@ def test_slowloris_is_timed_out_and_normal_clients_stay_fast():
     header_timeout, idle_timeout = 2.0, 3.0
     n_trickle, n_idle = 300, 100
     duration = max(6.0, 12.0 * SOAK_SCALE)
-    with ServerProc("http", "--header-timeout", str(header_timeout), "--keepalive-timeout", str(idle_timeout),
+    with Server("http", "--header-timeout", str(header_timeout), "--keepalive-timeout", str(idle_timeout),
                     "--backlog", "2048") as srv:
         _latencies(srv, 300)  # warm-up
         time.sleep(0.3)  # the warm-up connection is gone on the server side too

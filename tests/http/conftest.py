@@ -8,9 +8,10 @@ from typing import Any, Iterator, List, Tuple
 import pytest
 
 import http_helpers
-from http_helpers import CliServer, Conn, make_server
+from http_helpers import Conn, make_server
 from fastmux._impl import implementations
 from fastmux.http.protocol import HttpServer
+from support.server import Server
 
 PROTOCOL_MODULES = {"c": "fastmux.http._protocol_c", "py": "fastmux.http.protocol"}
 PARSER_MODULES = {"c": "fastmux.http._parser_c", "py": "httptools"}
@@ -43,14 +44,14 @@ def conn(server) -> Conn:
 
 @pytest.fixture
 def cli_server() -> Iterator[Any]:
-    servers: List[CliServer] = []
+    """``cli_server(*args, **kw)``: ``fastmux serve http --port 0 ARGS``, killed at teardown."""
+    servers: List[Server] = []
 
-    def start(*args: str, **kw: Any) -> CliServer:
-        s = CliServer(*args, **kw)
+    def start(*args: str, **kw: Any) -> Server:
+        s = Server("http", *args, **kw)
         servers.append(s)
         return s
 
     yield start
     for s in servers:
-        s.stop()
-
+        s.close()

@@ -12,9 +12,8 @@ import time
 
 import pytest
 
-from http_helpers import parse_responses, recv_all, recv_responses, reactor_ready
-
-pytestmark = pytest.mark.skipif(not reactor_ready(), reason="fastmux.reactor is not importable")
+from http_helpers import parse_responses, recv_responses
+from support.net import recv_until_closed
 
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -51,7 +50,7 @@ def test_ready_line_and_hello_with_http_client(cli_server):
     assert r.status == 404
     r.read()
     conn.close()
-    code, err = srv.stop()
+    code, err = srv.stop(), srv.stderr()
     assert code == 0, err
     assert "Traceback" not in err
 
@@ -60,7 +59,7 @@ def test_http10_closes(cli_server):
     srv = cli_server()
     with srv.connect() as s:
         s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-        data = recv_all(s)
+        data = recv_until_closed(s)
     (r,) = parse_responses(data)
     assert r.status == 200 and r.header("Connection") == "close" and r.body == b"Hello, World"
 
@@ -72,7 +71,7 @@ def test_pipelined_burst_in_order(cli_server):
     burst += b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     with srv.connect() as s:
         s.sendall(burst)
-        data = recv_all(s)
+        data = recv_until_closed(s)
     resps = parse_responses(data)
     assert [r.status for r in resps] == [200 if p == "/" else 404 for p in paths] + [200]
     assert resps[-1].header("Connection") == "close"
@@ -93,7 +92,7 @@ def test_bad_requests_over_a_socket(cli_server, raw, status):
     srv = cli_server()
     with srv.connect() as s:
         s.sendall(raw)
-        data = recv_all(s)
+        data = recv_until_closed(s)
     resps = parse_responses(data)
     assert [r.status for r in resps] == [status]
     assert resps[0].header("Connection") == "close"
@@ -110,7 +109,7 @@ def test_body_over_limit_413_reaches_a_client_still_sending(cli_server):
                 s.sendall(b"x" * 65536)
         except OSError:
             pass
-        data = recv_all(s)
+        data = recv_until_closed(s)
     assert parse_responses(data)[0].status == 413
 
 
@@ -130,7 +129,7 @@ def test_idle_keep_alive_timeout(cli_server):
     with srv.connect() as s:
         s.sendall(GET)
         t0 = time.monotonic()
-        data = recv_all(s, timeout=10)
+        data = recv_until_closed(s, timeout=10)
         elapsed = time.monotonic() - t0
     assert len(parse_responses(data)) == 1
     assert 0.5 < elapsed < 10  # closed by the once-a-second sweep, not at once and not never
@@ -150,7 +149,7 @@ def test_slow_headers_time_out(cli_server):
                 answered = True  # the server spoke before the head was done
                 break
         assert answered
-        data = recv_all(s, timeout=10)
+        data = recv_until_closed(s, timeout=10)
     assert parse_responses(data)[0].status == 408
 
 
@@ -171,7 +170,7 @@ def test_vanishing_client_costs_nothing(cli_server, www):
     time.sleep(0.3)
     fds = len(os.listdir(f"/proc/{srv.proc.pid}/fd"))
     assert fds < 20, os.listdir(f"/proc/{srv.proc.pid}/fd")
-    code, err = srv.stop()
+    code, err = srv.stop(), srv.stderr()
     assert code == 0 and "Traceback" not in err, err
 
 
@@ -282,7 +281,7 @@ def test_graceful_shutdown_finishes_request_in_progress(cli_server):
         srv.proc.send_signal(15)
         time.sleep(0.2)
         s.sendall(b"\r\n")
-        data = recv_all(s)
+        data = recv_until_closed(s)
     (r,) = parse_responses(data)
     assert r.status == 200 and r.header("Connection") == "close"
     assert srv.proc.wait(10) == 0
@@ -292,4 +291,4 @@ def test_same_protocol_on_asyncio(cli_server):
     srv = cli_server(loop="asyncio")
     with srv.connect() as s:
         s.sendall(GET * 3 + b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
-        assert [r.status for r in parse_responses(recv_all(s))] == [200] * 4
+        assert [r.status for r in parse_responses(recv_until_closed(s))] == [200] * 4

@@ -16,6 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from http_helpers import Conn, make_server, parse_responses, recv_responses, strip_date
+from support.http import chunked
+from support.server import Server
 
 # Each test runs on every protocol and parser twin (see conftest.http_twins).
 pytestmark = pytest.mark.usefixtures("http_twins")
@@ -44,21 +46,12 @@ def request(draw) -> Tuple[bytes, str, str, bytes]:
             continue
         headers.append((name, val))
     body = draw(bodies)
-    chunked = body is not None and draw(st.booleans())
+    is_chunked = body is not None and draw(st.booleans())
     raw_body = b""
     if body is not None:
-        if chunked:
+        if is_chunked:
             headers.append(("Transfer-Encoding", "chunked"))
-            sizes = draw(st.lists(st.integers(1, 64), max_size=8))
-            pos = 0
-            for size in sizes:
-                piece = body[pos:pos + size]
-                if not piece:
-                    break
-                raw_body += b"%x\r\n%s\r\n" % (len(piece), piece)
-                pos += len(piece)
-            body = body[:pos]
-            raw_body += b"0\r\n\r\n"
+            raw_body, body = chunked(body, draw(st.lists(st.integers(1, 64), max_size=8)))
         else:
             headers.append(("Content-Length", str(len(body))))
             raw_body = body
@@ -153,11 +146,8 @@ def test_mutated_requests_get_one_answer_each_or_an_error(mutations, cuts):
 
 @pytest.fixture(scope="module")
 def real_server():
-    from http_helpers import CliServer
-
-    srv = CliServer()
-    yield srv
-    srv.stop()
+    with Server("http") as srv:
+        yield srv
 
 
 @settings(max_examples=int(os.environ.get("FASTMUX_HYPOTHESIS_SOCKET_EXAMPLES", "15")), deadline=None,

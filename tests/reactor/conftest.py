@@ -199,27 +199,6 @@ def recorder() -> type:
     return Recorder
 
 
-def recv_exactly(sock: socket.socket, n: int, timeout: float = TIMEOUT) -> bytes:
-    """Blocking helper for peer sockets driven by a thread."""
-    sock.settimeout(timeout)
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            break
-        buf += chunk
-    return bytes(buf)
-
-
-@pytest.fixture
-def helpers() -> Any:
-    class H:
-        recv_exactly = staticmethod(recv_exactly)
-        TIMEOUT = TIMEOUT
-
-    return H
-
-
 @pytest.fixture(params=["socket", "fd"])
 def handle(request) -> Callable[[Any], Any]:
     """Every add_reader/add_writer call is tested with a file object and with its raw fd."""

@@ -13,6 +13,7 @@ import textwrap
 
 import pytest
 
+from fastmux.benchmarks.load.harness import free_port
 from fastmux.reactor import Protocol
 from fastmux.reactor import loop as loop_module
 
@@ -506,15 +507,9 @@ def test_write_buffer_limits_validation(loop, socketpair, recorder):
 # -- connecting ---------------------------------------------------------------------------
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_connect_refused_calls_connection_failed(loop, recorder):
     p = recorder()
-    transport, _ = loop.create_connection(lambda: p, "127.0.0.1", _free_port())
+    transport, _ = loop.create_connection(lambda: p, "127.0.0.1", free_port("127.0.0.1"))
     transport.write(b"queued before the failure")
     assert loop.run_until(lambda: p.failed, timeout=TIMEOUT)
     loop.run_until(loop.time() + 0.01)
@@ -527,7 +522,7 @@ def test_connect_failure_without_connection_failed_is_reported(loop):
     class Plain(Protocol):
         pass
 
-    loop.create_connection(Plain, "127.0.0.1", _free_port())
+    loop.create_connection(Plain, "127.0.0.1", free_port("127.0.0.1"))
     assert loop.run_until(lambda: loop.errors, timeout=TIMEOUT)
     ctx = loop.errors.pop()
     assert isinstance(ctx["exception"], ConnectionRefusedError)

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from server_helpers import LOOP, ROOT, Server, child_env, fastmux_cmd
+from support.server import LOOP, ROOT, Server, child_env, fastmux_cmd
 from fastmux.servers import cli
 
 
@@ -108,7 +108,7 @@ def test_serve_http_through_the_dispatcher():
         import pytest
 
         pytest.skip(f"fastmux.http not available: {exc}")
-    from server_helpers import connect, recv_until_closed
+    from support.net import connect, recv_until_closed
 
     with Server("http") as srv:
         with connect(srv.address) as c:

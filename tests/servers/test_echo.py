@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
-from server_helpers import LOOP, ROOT, Server, child_env, connect, fastmux_cmd, parse_addr, recv_line, recv_until_closed
+from fastmux.servers._net import parse_target as parse_addr
+from support.net import connect, nc_command, recv_line, recv_until_closed, send_while_reading
+from support.server import LOOP, ROOT, Server, child_env, fastmux_cmd
 
 # The tutorial's first pair, client side, ported to Python 3.
 TUTORIAL_CLIENT = r'''
@@ -58,20 +58,7 @@ def echo(tmp_path_factory):
 
 def roundtrip(address: str, payload: bytes) -> bytes:
     with connect(address) as c:
-        got = bytearray()
-
-        def reader():
-            while len(got) < len(payload):
-                chunk = c.recv(1 << 20)
-                if not chunk:
-                    break
-                got.extend(chunk)
-
-        t = threading.Thread(target=reader)
-        t.start()
-        c.sendall(payload)
-        t.join(30)
-        return bytes(got)
+        return send_while_reading(c, payload, timeout=30)
 
 
 def test_echo_tcp_and_unix(echo):
@@ -126,9 +113,8 @@ def test_tutorial_client(echo, tmp_path):
     assert proc.stdout.strip() == "请求占领地球"
 
 
-@pytest.mark.skipif(shutil.which("nc") is None, reason="nc is not installed")
 def test_nc(echo):
-    proc = subprocess.run(["nc", "-q", "2", "127.0.0.1", str(echo.port)], input=b"hello nc\n",
+    proc = subprocess.run(nc_command("127.0.0.1", echo.port), input=b"hello nc\n",
                           capture_output=True, timeout=20)
     assert proc.stdout == b"hello nc\n"
 

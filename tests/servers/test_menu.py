@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
 
 import pytest
 
-from server_helpers import LOOP, ROOT, Server, child_env, connect, fastmux_cmd, recv_line, recv_until_closed
+from support.net import connect, nc_command, recv_line, recv_until_closed
+from support.server import LOOP, ROOT, Server, child_env, fastmux_cmd
 
 WELCOME = "欢迎致电 10086,请输入1xxx,0转人工服务.\n".encode()
 AGENT = "通过可能会被录音.balabala一大推\n".encode()
@@ -154,9 +154,8 @@ def test_tutorial_client(server, tmp_path):
     assert "欢迎致电 10086" in out and "通过可能会被录音" in out and "请重新输入." in out
 
 
-@pytest.mark.skipif(shutil.which("nc") is None, reason="nc is not installed")
 def test_nc(server):
-    proc = subprocess.run(["nc", "-q", "2", "127.0.0.1", str(server.port)], input=b"0\nexit\n",
+    proc = subprocess.run(nc_command("127.0.0.1", server.port), input=b"0\nexit\n",
                           capture_output=True, timeout=20)
     assert proc.stdout == WELCOME + AGENT
 

@@ -21,7 +21,7 @@ from fastmux.servers._runtime import AsyncioRuntime, ReactorRuntime
 from fastmux.servers.context import ServeContext
 from fastmux.servers.shutdown import Connections, GracefulShutdown
 
-from server_helpers import recv_line, recv_until_closed
+from support.net import connect, recv_line, recv_until_closed, send_while_reading
 
 
 def _reactor_runtime():
@@ -63,33 +63,12 @@ class Running:
         self.sock.close()
 
 
-def connect(address, timeout=10.0):
-    family, sockaddr = _net.parse_target(address)
-    s = socket.socket(family, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.connect(sockaddr)
-    return s
-
-
 def test_echo(runtime):
     srv = Running(runtime, echo)
     try:
         with connect(srv.address) as c:
             payload = os.urandom(1 << 20)
-            got = bytearray()
-
-            def reader():
-                while len(got) < len(payload):
-                    chunk = c.recv(65536)
-                    if not chunk:
-                        return
-                    got.extend(chunk)
-
-            t = threading.Thread(target=reader)
-            t.start()
-            c.sendall(payload)
-            t.join(20)
-            assert bytes(got) == payload
+            assert send_while_reading(c, payload, timeout=20) == payload
     finally:
         srv.stop()
 

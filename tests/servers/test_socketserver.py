@@ -14,6 +14,7 @@ import pytest
 
 import fastmux.selectors
 import fastmux.socketserver as socketserver
+from support.net import recv_until_closed
 
 TIMEOUT = 10
 
@@ -115,13 +116,7 @@ def test_stream_request_handler_lines():
         with socket.create_connection(server.server_address, timeout=TIMEOUT) as c:
             c.sendall(b"abc\ndef\n")
             c.shutdown(socket.SHUT_WR)
-            data = b""
-            while True:
-                chunk = c.recv(100)
-                if not chunk:
-                    break
-                data += chunk
-            assert data == b"ABC\nDEF\n"
+            assert recv_until_closed(c) == b"ABC\nDEF\n"
         stop(server, t)
 
 

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from server_helpers import LOOP, Server, child_env, connect, fastmux_cmd, recv_line, recv_until_closed, ROOT
+from support.net import connect, recv_line, recv_until_closed
+from support.server import LOOP, ROOT, Server, child_env, fastmux_cmd
 
 # The tutorial's FTP upload client, ported to Python 3 and otherwise unchanged
 # (its `input = raw_input(...)` typo fixed, end of input ends it): header

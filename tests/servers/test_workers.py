@@ -7,33 +7,10 @@ import socket
 import subprocess
 import time
 
-from server_helpers import LOOP, ROOT, Server, child_env, connect, fastmux_cmd, parse_addr, recv_line
-
-
-def children(pid: int) -> set:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return {int(p) for p in f.read().split()}
-    except FileNotFoundError:
-        return set()
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    return predicate()
+from fastmux.servers._net import parse_target as parse_addr
+from support.net import connect, recv_line
+from support.procs import alive, children
+from support.server import LOOP, ROOT, Server, child_env, fastmux_cmd, wait_for
 
 
 def test_two_workers_share_the_port_and_restart_after_kill_9():

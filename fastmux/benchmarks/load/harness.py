@@ -24,14 +24,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
-__all__ = ["CHECKOUT", "RunFailed", "Cpus", "uvloop_installed", "csv_choices", "child_env", "free_port",
+import fastmux
+
+__all__ = ["FASTMUX_ROOT", "RunFailed", "Cpus", "uvloop_installed", "csv_choices", "child_env", "free_port",
            "pinned", "pick_cpus", "running_on", "stop", "running_server", "start_announced", "run_loadgen",
            "median_of"]
 
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 5.0
 LOADGEN_SLACK_S = 30.0  # beyond its own run time before the load generator is killed
-CHECKOUT = Path(__file__).resolve().parents[3]  # the directory that holds this fastmux package
+FASTMUX_ROOT = Path(fastmux.__file__).resolve().parent.parent  # the directory that holds the imported fastmux
 
 # Where a process may run: one CPU, a set of them, or None (or an empty set) for anywhere.
 Cpus = Union[int, Set[int], None]
@@ -65,10 +67,9 @@ def child_env() -> Dict[str, str]:
     not be pushed ahead of the standard library.
     """
     env = dict(os.environ)
-    root = str(CHECKOUT)
-    installed = set(site.getsitepackages()) | {site.getusersitepackages()}
-    if root not in installed:
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    installed = {Path(p).resolve() for p in [*site.getsitepackages(), site.getusersitepackages()]}
+    if FASTMUX_ROOT not in installed:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(FASTMUX_ROOT), env.get("PYTHONPATH")) if p)
     return env
 
 
@@ -171,7 +172,7 @@ def start_announced(name: str, argv: List[str], cpus: Cpus) -> Tuple[subprocess.
     """Start a server that prints ``listening on HOST:PORT`` once it listens
     (as ``fastmux serve`` does with ``--port 0``); return it and its port."""
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=child_env(),
-                            cwd=str(CHECKOUT), preexec_fn=pinned(cpus))
+                            cwd=str(FASTMUX_ROOT), preexec_fn=pinned(cpus))
     assert proc.stdout is not None
     line = proc.stdout.readline().decode()
     if not line.startswith("listening on "):
