@@ -92,7 +92,7 @@ class Clock:
     clock for it on every request.
     """
 
-    __slots__ = ("date", "date_line", "hello", "_second", "_dates")
+    __slots__ = ("date", "date_line", "hello", "heads", "_second", "_dates")
 
     def __init__(self) -> None:
         self._second = -1
@@ -100,6 +100,9 @@ class Clock:
         self.date = b""
         self.date_line = b""
         self.hello: List[bytes] = []
+        # Response heads up to Content-Length, by what they were made from
+        # (see app.render): they hold the Date, so they live for one second.
+        self.heads: Dict[object, bytes] = {}
         self.refresh()
 
     def refresh(self, now: Optional[float] = None) -> bool:
@@ -112,6 +115,7 @@ class Clock:
         self._second = second
         self.date = http_date(second)
         self.date_line = b"Date: " + self.date + b"\r\n"
+        self.heads.clear()
         hello = []
         for conn in (KEEP, CLOSE):
             head = (
@@ -134,6 +138,23 @@ class Clock:
         return text
 
 
+def head_start(clock: Clock, status: int, extra: bytes = b"", server: bool = True, date: bool = True) -> bytes:
+    """A response head up to its framing: status line, Server, Date, ``extra``."""
+    return b"".join((
+        status_line(status),
+        b"Server: " + SERVER + b"\r\n" if server else b"",
+        clock.date_line if date else b"",
+        extra,
+    ))
+
+
+def head_end(content_length: Optional[int], conn: int) -> bytes:
+    """The rest of a head: Content-Length (unless None), Connection, the blank line."""
+    if content_length is None:
+        return CONNECTION_LINES[conn] + b"\r\n"
+    return b"Content-Length: %d\r\n%s\r\n" % (content_length, CONNECTION_LINES[conn])
+
+
 def build_head(
     clock: Clock,
     status: int,
@@ -148,17 +169,7 @@ def build_head(
     ``extra`` is already-serialized header lines.  ``content_length=None``
     omits Content-Length (only for 1xx/204/304, which have no body).
     """
-    parts = [status_line(status)]
-    if server:
-        parts.append(b"Server: " + SERVER + b"\r\n")
-    if date:
-        parts.append(clock.date_line)
-    parts.append(extra)
-    if content_length is not None:
-        parts.append(b"Content-Length: %d\r\n" % content_length)
-    parts.append(CONNECTION_LINES[conn])
-    parts.append(b"\r\n")
-    return b"".join(parts)
+    return head_start(clock, status, extra, server, date) + head_end(content_length, conn)
 
 
 def simple_response(
