@@ -37,6 +37,9 @@ TWIN_MODULES = {
     "fastmux.reactor._loop_c": "fastmux/reactor/loop.py",
     "fastmux.reactor._fdwatch_c": "fastmux/reactor/_fdwatch.py",
     "fastmux.http._protocol_c": "fastmux/http/protocol.py",
+    "fastmux.http._request_c": "fastmux/http/request.py",
+    "fastmux.http._response_c": "fastmux/http/response.py",
+    "fastmux.http._app_c": "fastmux/http/app.py",
 }
 
 

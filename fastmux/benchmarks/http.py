@@ -1,6 +1,6 @@
 """``fastmux bench http``: an HTTP server's own CPU time per request,
 ``fastmux serve http`` against uvloop/asyncio + httptools, nginx and
-``http.server``.
+``http.server`` -- applications first, then hello world and static files.
 
 On a 2-core machine ``wrk`` saturates its core before a fast server does,
 so requests/s bunch together and say little.  The primary figure is the CPU
@@ -9,11 +9,23 @@ user and user+system, read from /proc/<pid>/stat over exactly the measured
 ``wrk`` run and divided by the requests it completed.  Requests/s and
 p50/p99 latency are shown beside it.
 
-Workloads (``--workloads``):
+Workloads (``--workloads``), each saying which path of fastmux it exercises:
 
+``app``, ``json``, ``post``
+    A Python application (``fastmux serve http --app``), the path every
+    real request takes: ``app`` returns the constant ``200, [("Content-Type",
+    "text/plain; charset=utf-8")], b"Hello, World"`` (:func:`app_plain`);
+    ``json`` returns ``json.dumps`` of a small dict with the request's path
+    and its ``User-Agent`` (:func:`app_json`); ``post`` echoes a 1 KiB POST
+    body (:func:`app_post`).  Anchors: the *same* application functions run
+    by uvloop and by asyncio through an httptools protocol as a competent
+    user writes it (a request object with ``__slots__``, Server and a Date
+    cached per second, Content-Length, the app's headers, keep-alive).
 ``hello``
     ``GET /`` answered with ``Hello, World`` (text/plain; charset=utf-8,
-    Content-Length, Date), keep-alive.  Servers: fastmux; uvloop and asyncio
+    Content-Length, Date), keep-alive: fastmux answers it in C, inside the
+    parser, running no Python -- no application reaches this path.
+    Servers: fastmux; uvloop and asyncio
     running a raw httptools protocol written the way a competent user would
     (parse with httptools, write a prebuilt response with a Date cached per
     second); nginx (``return 200``); ``http.server`` (ThreadingHTTPServer,
@@ -57,14 +69,45 @@ from .load.harness import (RunFailed, child_env, csv_choices, median_of, pick_cp
 from .load.procstat import CLOCK_TICK_S, CpuTimes, cpu_times
 
 SERVERS = ("fastmux", "uvloop", "asyncio", "nginx", "httpserver")
-WORKLOADS = ("hello", "static-1k", "static-1m")
+WORKLOADS = ("app", "json", "post", "hello", "static-1k", "static-1m")
 STATIC_FILES = {"static-1k": ("1k.bin", 1024), "static-1m": ("1m.bin", 1 << 20)}
+_APP_SERVERS = ("fastmux", "uvloop", "asyncio")
 # Which servers take part in which workload (the raw protocols answer only "/").
 SUPPORTS = {
+    "app": _APP_SERVERS,
+    "json": _APP_SERVERS,
+    "post": _APP_SERVERS,
     "hello": ("fastmux", "uvloop", "asyncio", "nginx", "httpserver"),
     "static-1k": ("fastmux", "nginx", "httpserver"),
     "static-1m": ("fastmux", "nginx", "httpserver"),
 }
+# The application workloads: the function every server runs, the path asked for.
+APPS = {"app": ("app_plain", "/plaintext"), "json": ("app_json", "/json"), "post": ("app_post", "/echo")}
+POST_BODY = b"x" * 1024
+USER_AGENT = "fastmux-bench"
+# wrk sends no User-Agent by default; json reads it and post sends a body.
+_WRK_SCRIPT = 'wrk.headers["User-Agent"] = "%s"\n' % USER_AGENT
+_WRK_POST = """\
+wrk.method = "POST"
+wrk.body = string.rep("x", %d)
+wrk.headers["Content-Type"] = "application/octet-stream"
+""" % len(POST_BODY)
+
+
+# ---- the applications (the same functions for fastmux and the anchors) ----
+
+
+def app_plain(request: Any) -> Any:
+    return 200, [("Content-Type", "text/plain; charset=utf-8")], b"Hello, World"
+
+
+def app_json(request: Any) -> Any:
+    body = json.dumps({"path": request.path, "user_agent": request.get_header("user-agent")})
+    return 200, [("Content-Type", "application/json")], body
+
+
+def app_post(request: Any) -> Any:
+    return 200, [("Content-Type", "application/octet-stream")], request.body
 
 
 def available_servers() -> List[str]:
@@ -95,12 +138,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # ---- the reference servers (run as: python -m fastmux.benchmarks.http serve KIND ...) ----
 
 
-def _raw_httptools_server(kind: str, host: str, port: int) -> None:
-    """A raw httptools protocol on uvloop or asyncio, as a competent user writes it."""
+def _new_loop(kind: str) -> Any:
     import asyncio
-    from email.utils import formatdate
-
-    import httptools
 
     if kind == "uvloop":
         import uvloop
@@ -109,6 +148,114 @@ def _raw_httptools_server(kind: str, host: str, port: int) -> None:
     else:
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    return loop
+
+
+def _serve_forever(loop: Any, protocol: Any, host: str, port: int) -> None:
+    server = loop.run_until_complete(loop.create_server(protocol, host, port, backlog=4096))
+    loop.add_signal_handler(signal.SIGTERM, loop.stop)
+    print(f"listening on {host}:{server.sockets[0].getsockname()[1]}", flush=True)
+    loop.run_forever()
+
+
+def _app_httptools_server(kind: str, host: str, port: int, app_name: str) -> None:
+    """An application run by an httptools protocol on uvloop or asyncio, as a
+    competent user writes one: the head is collected into a small request
+    object, the app is called when the request completes, and the response
+    is framed with a Date cached per second and written in one call."""
+    import asyncio
+    from email.utils import formatdate
+    from http import HTTPStatus
+    from urllib.parse import unquote
+
+    import httptools
+
+    loop = _new_loop(kind)
+    app = globals()[app_name]
+    status_lines = {int(s): b"HTTP/1.1 %d %s\r\n" % (s, s.phrase.encode()) for s in HTTPStatus}
+    state = {}
+
+    def refresh() -> None:
+        state["server_date"] = b"Server: raw\r\nDate: " + formatdate(usegmt=True).encode() + b"\r\n"
+        loop.call_later(1.0 - time.time() % 1.0, refresh)
+
+    refresh()
+
+    class Request:
+        __slots__ = ("method", "url", "headers", "body")
+
+        def __init__(self, method: bytes, url: bytes, headers: List[Any], body: bytes) -> None:
+            self.method = method
+            self.url = url
+            self.headers = headers
+            self.body = body
+
+        @property
+        def path(self) -> str:
+            return unquote(self.url.partition(b"?")[0].decode("latin-1"))
+
+        def get_header(self, name: str, default: Optional[str] = None) -> Optional[str]:
+            key = name.encode("latin-1").lower()
+            for n, v in self.headers:
+                if n.lower() == key:
+                    return v.decode("latin-1")
+            return default
+
+    class Proto(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+            self.parser = httptools.HttpRequestParser(self)
+            self.url = b""
+            self.headers = []
+            self.body = []
+
+        def data_received(self, data):
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserError:
+                self.transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                self.transport.close()
+
+        def on_url(self, url):
+            self.url += url
+
+        def on_header(self, name, value):
+            self.headers.append((name, value))
+
+        def on_body(self, body):
+            self.body.append(body)
+
+        def on_message_complete(self):
+            parser = self.parser
+            req = Request(parser.get_method(), self.url, self.headers, b"".join(self.body))
+            self.url = b""
+            self.headers = []
+            self.body = []
+            status, headers, body = app(req)
+            if isinstance(body, str):
+                body = body.encode()
+            keep = parser.should_keep_alive()
+            head = [status_lines[status], state["server_date"]]
+            for name, value in headers:
+                head.append(f"{name}: {value}\r\n".encode("latin-1"))
+            head.append(b"Content-Length: %d\r\n" % len(body))
+            head.append(b"Connection: keep-alive\r\n\r\n" if keep else b"Connection: close\r\n\r\n")
+            head.append(body)
+            self.transport.write(b"".join(head))
+            if not keep:
+                self.transport.close()
+
+    _serve_forever(loop, Proto, host, port)
+
+
+def _raw_httptools_server(kind: str, host: str, port: int) -> None:
+    """A raw httptools protocol on uvloop or asyncio, as a competent user writes it."""
+    import asyncio
+    from email.utils import formatdate
+
+    import httptools
+
+    loop = _new_loop(kind)
     body = b"Hello, World"
     state = {}
 
@@ -145,10 +292,7 @@ def _raw_httptools_server(kind: str, host: str, port: int) -> None:
                 self.transport.write(state["close"])
                 self.transport.close()
 
-    server = loop.run_until_complete(loop.create_server(Proto, host, port, backlog=4096))
-    loop.add_signal_handler(signal.SIGTERM, loop.stop)
-    print(f"listening on {host}:{server.sockets[0].getsockname()[1]}", flush=True)
-    loop.run_forever()
+    _serve_forever(loop, Proto, host, port)
 
 
 def _http_server(host: str, port: int, directory: Optional[str]) -> None:
@@ -231,13 +375,16 @@ class Setup:
 
 
 def server_command(name: str, workload: str, setup: Setup, port: int, tmp: Path) -> List[str]:
-    static = workload != "hello"
+    static = workload in STATIC_FILES
+    app = APPS[workload][0] if workload in APPS else None
     host = setup.host
     if name == "fastmux":
         cmd = [sys.executable, "-m", "fastmux", "serve", "http", "--host", host, "--port", str(port)]
+        if app is not None:
+            return cmd + ["--app", f"{__name__}:{app}"]
         return cmd + (["--dir", str(setup.root)] if static else [])
     if name in ("uvloop", "asyncio"):
-        return [sys.executable, "-m", "fastmux.benchmarks.http", "serve", name, host, str(port)]
+        return [sys.executable, "-m", "fastmux.benchmarks.http", "serve", name, host, str(port)] + ([app] if app else [])
     if name == "httpserver":
         cmd = [sys.executable, "-m", "fastmux.benchmarks.http", "serve", "httpserver", host, str(port)]
         return cmd + ([str(setup.root)] if static else [])
@@ -249,14 +396,30 @@ def server_command(name: str, workload: str, setup: Setup, port: int, tmp: Path)
 
 
 def _path_for(workload: str) -> str:
+    if workload in APPS:
+        return APPS[workload][1]
     return "/" if workload == "hello" else "/" + STATIC_FILES[workload][0]
 
 
+def _expected_body(setup: Setup, workload: str) -> bytes:
+    if workload in ("hello", "app"):
+        return b"Hello, World"
+    if workload == "json":
+        return json.dumps({"path": "/json", "user_agent": USER_AGENT}).encode()
+    if workload == "post":
+        return POST_BODY
+    return (setup.root / STATIC_FILES[workload][0]).read_bytes()
+
+
 def check_answer(setup: Setup, port: int, workload: str) -> None:
-    """One request by http.client: the right status and body, or RunFailed."""
+    """One request by http.client, as wrk sends it: the right status and body, or RunFailed."""
     conn = http.client.HTTPConnection(setup.host, port, timeout=10)
     try:
-        conn.request("GET", _path_for(workload))
+        if workload == "post":
+            conn.request("POST", _path_for(workload), body=POST_BODY,
+                         headers={"User-Agent": USER_AGENT, "Content-Type": "application/octet-stream"})
+        else:
+            conn.request("GET", _path_for(workload), headers={"User-Agent": USER_AGENT})
         resp = conn.getresponse()
         body = resp.read()
     except (OSError, http.client.HTTPException) as exc:
@@ -265,11 +428,8 @@ def check_answer(setup: Setup, port: int, workload: str) -> None:
         conn.close()
     if resp.status != 200:
         raise RunFailed(f"check request: status {resp.status}")
-    if workload == "hello":
-        if body != b"Hello, World":
-            raise RunFailed(f"check request: body {body[:40]!r}")
-    elif body != (setup.root / STATIC_FILES[workload][0]).read_bytes():
-        raise RunFailed("check request: file content differs")
+    if body != _expected_body(setup, workload):
+        raise RunFailed(f"check request: body {body[:60]!r}")
 
 
 _WRK_REQS = re.compile(r"(\d+) requests in ([\d.]+)(\w+)")
@@ -280,7 +440,13 @@ _WRK_NON2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
 
 def run_wrk(setup: Setup, port: int, workload: str, duration: float) -> Dict[str, Any]:
     url = f"http://{setup.host}:{port}{_path_for(workload)}"
-    cmd = ["wrk", "-t1", f"-c{setup.connections}", f"-d{max(1, round(duration))}s", "--latency", url]
+    cmd = ["wrk", "-t1", f"-c{setup.connections}", f"-d{max(1, round(duration))}s", "--latency"]
+    if workload in APPS:
+        script = setup.tmp / f"wrk-{workload}.lua"
+        if not script.exists():
+            script.write_text(_WRK_SCRIPT + (_WRK_POST if workload == "post" else ""))
+        cmd += ["-s", str(script)]
+    cmd.append(url)
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60,
                              preexec_fn=pinned(setup.load_cpu), check=False)
@@ -379,14 +545,18 @@ def summarize(runs: List[Run], servers: List[str], workloads: List[str]) -> List
 
 
 def _label(server: str, workload: str) -> str:
+    """Who answered, and by which path."""
     if server == "fastmux":
-        return "fastmux serve http" + (" --dir" if workload != "hello" else "")
-    return {"uvloop": "uvloop + httptools (raw)", "asyncio": "asyncio + httptools (raw)",
-            "nginx": "nginx (1 worker)", "httpserver": "http.server (threading)"}[server]
+        if workload in APPS:
+            return "fastmux --app (Python app)"
+        return "fastmux --dir" if workload in STATIC_FILES else "fastmux (GET / in C)"
+    if server in ("uvloop", "asyncio"):
+        return f"{server} + httptools" + (" + app" if workload in APPS else " (raw)")
+    return {"nginx": "nginx (1 worker)", "httpserver": "http.server (threading)"}[server]
 
 
 def print_table(rows: List[Dict[str, Any]]) -> None:
-    header = f"{'workload':<10} {'server':<26} {'req/s':>9} {'user µs/req':>12} {'user+sys µs/req':>16} " \
+    header = f"{'workload':<10} {'server':<27} {'req/s':>9} {'user µs/req':>12} {'user+sys µs/req':>16} " \
              f"{'p50 ms':>7} {'p99 ms':>7}  {'user vs fastmux':>15}"
     print(header)
     print("-" * len(header))
@@ -396,48 +566,56 @@ def print_table(rows: List[Dict[str, Any]]) -> None:
         for r in group:
             label = _label(r["server"], workload)
             if not r.get("runs"):
-                print(f"{workload:<10} {label:<26} {'(all runs failed)':>9}")
+                print(f"{workload:<10} {label:<27} {'(all runs failed)':>9}")
                 continue
             ratio = ""
             if ours is not None and r is not ours:
                 ratio = f"{r['user_us'] / ours['user_us']:.2f}x"
-            print(f"{workload:<10} {label:<26} {r['rps']:>9.0f} {r['user_us']:>12.2f} {r['total_us']:>16.2f} "
+            print(f"{workload:<10} {label:<27} {r['rps']:>9.0f} {r['user_us']:>12.2f} {r['total_us']:>16.2f} "
                   f"{r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f}  {ratio:>15}")
         print()
 
 
-def _paired_ratio(runs: List[Run], a: str, b: str) -> Optional[float]:
-    """Median over rounds of user-CPU(a)/user-CPU(b), each pair from one round:
+def _paired_ratio(runs: List[Run], workload: str, a: str, b: str, attr: str = "user_us") -> Optional[float]:
+    """Median over rounds of attr(a)/attr(b), each pair from one round:
     steadier than a ratio of medians when the machine's load drifts."""
     ratios = []
     for rnd in sorted({r.round for r in runs}):
-        ra = [r for r in runs if r.ok and r.round == rnd and r.workload == "hello" and r.server == a]
-        rb = [r for r in runs if r.ok and r.round == rnd and r.workload == "hello" and r.server == b]
-        if ra and rb and rb[0].user_us > 0:
-            ratios.append(ra[0].user_us / rb[0].user_us)
+        ra = [r for r in runs if r.ok and r.round == rnd and r.workload == workload and r.server == a]
+        rb = [r for r in runs if r.ok and r.round == rnd and r.workload == workload and r.server == b]
+        if ra and rb and getattr(rb[0], attr) > 0:
+            ratios.append(getattr(ra[0], attr) / getattr(rb[0], attr))
     return statistics.median(ratios) if ratios else None
 
 
+# The targets: (workload, a, b, what is compared, target) for a/b.
+TARGETS = (
+    ("app", "fastmux", "uvloop", "user_us", "<= 0.60"),
+    ("app", "fastmux", "uvloop", "rps", ">= 1.30"),
+    ("json", "fastmux", "uvloop", "user_us", "<= 0.70"),
+    ("post", "fastmux", "uvloop", "user_us", "<= 0.70"),
+    ("hello", "fastmux", "uvloop", "user_us", "<= 0.80"),
+    ("hello", "fastmux", "nginx", "user_us", "<= 1.00"),
+    ("hello", "httpserver", "fastmux", "user_us", ">= 20"),
+    ("static-1k", "fastmux", "nginx", "user_us", "<= 1.50"),
+)
+
+
 def print_targets(rows: List[Dict[str, Any]], runs: List[Run]) -> None:
-    """The issue's targets for hello world, stated against this run's numbers."""
-    hello = {r["server"]: r for r in rows if r["workload"] == "hello" and r.get("runs")}
-    ours = hello.get("fastmux")
-    if ours is None:
-        return
+    """The targets, stated against this run's numbers."""
+    medians = {(r["workload"], r["server"]): r for r in rows if r.get("runs")}
     lines = []
-    for other, label, target, invert in (
-        ("uvloop", "fastmux / uvloop+httptools user CPU", "<= 0.80", False),
-        ("nginx", "fastmux / nginx user CPU           ", "<= 1.00", False),
-        ("httpserver", "http.server / fastmux user CPU     ", ">= 20", True),
-    ):
-        if other not in hello:
+    for workload, a, b, attr, target in TARGETS:
+        if (workload, a) not in medians or (workload, b) not in medians:
             continue
-        of_medians = hello[other]["user_us"] / ours["user_us"] if invert else ours["user_us"] / hello[other]["user_us"]
-        paired = _paired_ratio(runs, other, "fastmux") if invert else _paired_ratio(runs, "fastmux", other)
-        lines.append(f"{label}: {of_medians:5.2f} (ratio of medians), "
+        of_medians = medians[(workload, a)][attr] / medians[(workload, b)][attr]
+        paired = _paired_ratio(runs, workload, a, b, attr)
+        what = "req/s" if attr == "rps" else "user CPU"
+        label = f"{workload}: {a} / {b} {what}"
+        lines.append(f"{label:<42} {of_medians:5.2f} (ratio of medians), "
                      f"{paired:5.2f} (median of per-round ratios)  target {target}")
     if lines:
-        print("hello-world targets:")
+        print("targets:")
         for line in lines:
             print("  " + line)
 
@@ -508,7 +686,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _serve_main(argv: Sequence[str]) -> int:
     kind, host, port = argv[0], argv[1], int(argv[2])
-    if kind in ("uvloop", "asyncio"):
+    if kind in ("uvloop", "asyncio") and len(argv) > 3:
+        _app_httptools_server(kind, host, port, argv[3])
+    elif kind in ("uvloop", "asyncio"):
         _raw_httptools_server(kind, host, port)
     elif kind == "httpserver":
         _http_server(host, port, argv[3] if len(argv) > 3 else None)

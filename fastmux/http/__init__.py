@@ -12,6 +12,8 @@ module each:
   ``IMPLEMENTATION`` says which (``"c"`` or ``"py"``);
 * :mod:`.request` -- the request object applications receive;
 * :mod:`.response` -- status lines, headers, the once-a-second Date cache;
+  these two and :mod:`.app` are compiled unchanged too (``_request_c``,
+  ``_response_c``, ``_app_c``), and the protocol uses those twins;
 * :mod:`.static` -- ``--dir``: static files with sendfile, ranges, 304s;
 * :mod:`.app` -- the application hook (``--app module:callable``);
 * :mod:`.cli_serve` -- the options and protocol factory ``fastmux serve http`` uses.
@@ -30,17 +32,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._impl import chosen, load_twin
-from .app import load_app, render
-from .request import Request
+from .app import load_app
 from .static import StaticFiles
 
 if TYPE_CHECKING:
+    from .app import render
     from .protocol import HttpConfig, HttpProtocol, HttpServer
+    from .request import Request
 else:
     _protocol = load_twin("fastmux.http._protocol_c", "fastmux.http.protocol")
     HttpConfig = _protocol.HttpConfig
     HttpProtocol = _protocol.HttpProtocol
     HttpServer = _protocol.HttpServer
+    # What the protocol uses: the compiled twins of request.py and app.py
+    # where they are built, so an application's Request is this class.
+    Request = _protocol.Request
+    render = _protocol.render
 
 IMPLEMENTATION: str = chosen("fastmux.http._protocol_c")
 

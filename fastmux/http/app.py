@@ -46,9 +46,14 @@ import os
 import sys
 from typing import Any, Callable
 
+from .._impl import load_twin
 from .request import Request
-from .response import Clock, build_head, encode_headers, simple_response
+from .response import Clock
 from .static import FileSend, Reply, content_type_for
+
+_response = load_twin("fastmux.http._response_c", "fastmux.http.response")
+encode_headers, head_end, head_start = _response.encode_headers, _response.head_end, _response.head_start
+simple_response = _response.simple_response
 
 __all__ = ["App", "load_app", "render"]
 
@@ -57,6 +62,32 @@ log = logging.getLogger("fastmux.http")
 
 _DROP = {b"content-length", b"transfer-encoding", b"connection"}
 _NO_BODY = {204, 304}
+_MAX_HEADS = 256  # cached head openings per clock second (see _head_key)
+
+
+def _head_key(status: Any, headers: Any, text: bool) -> Any:
+    """What a response head (up to Content-Length) is made of, or None when
+    it is not cacheable.  Cacheable: a status with a body, and headers a list
+    or tuple of pairs of ``str``/``bytes`` exactly -- anything else (an int,
+    whose key would equal a bool's, or an object whose ``str()`` may change)
+    is rendered afresh each time.  ``text``: the body is a ``str`` (it
+    decides the default Content-Type)."""
+    if type(status) is not int or not 200 <= status <= 999 or status == 204 or status == 304:
+        return None
+    kind = type(headers)
+    if kind is not list and kind is not tuple:
+        return None
+    for pair in headers:
+        if type(pair) is not tuple or len(pair) != 2:
+            return None
+        name, value = pair
+        kind = type(name)
+        if kind is not str and kind is not bytes:
+            return None
+        kind = type(value)
+        if kind is not str and kind is not bytes:
+            return None
+    return (status, text, tuple(headers))
 
 
 def load_app(spec: str) -> App:
@@ -80,6 +111,20 @@ def load_app(spec: str) -> App:
 
 def render(result: Any, req: Request, clock: Clock, conn: int) -> Reply:
     """Turn an application's ``(status, headers, body)`` into reply bytes or a FileSend."""
+    key = None
+    if type(result) is tuple and len(result) == 3:
+        body = result[2]
+        kind = type(body)
+        if kind is bytes or kind is str:
+            # The common shape: the head's opening (status line to the
+            # app's headers) is what it was for the same key this second.
+            key = _head_key(result[0], result[1], kind is str)
+            if key is not None:
+                opening = clock.heads.get(key)
+                if opening is not None:
+                    data = body.encode("utf-8") if kind is str else body
+                    head = opening + head_end(len(data), conn)
+                    return head if req.method == "HEAD" else head + data
     if type(result) is not tuple and (isinstance(result, os.PathLike) or hasattr(result, "fileno")):
         result = (200, (), result)  # a file alone (a file object would otherwise unpack as lines)
     try:
@@ -132,7 +177,13 @@ def render(result: Any, req: Request, clock: Clock, conn: int) -> Reply:
     length = len(data) if data is not None else count
     if status < 200 or status in _NO_BODY:
         length = None
-    head = build_head(clock, status, conn, length, extra, server=b"server" not in names, date=b"date" not in names)
+    opening = head_start(clock, status, extra, b"server" not in names, b"date" not in names)
+    if key is not None:
+        heads = clock.heads
+        if len(heads) >= _MAX_HEADS:
+            heads.clear()
+        heads[key] = opening
+    head = opening + head_end(length, conn)
     if data is not None:
         return head if head_only else head + data
     # File body: hand the descriptor over (a dup, so the caller's object can close).

@@ -82,15 +82,19 @@ from .errors import (
 
 from .._impl import load_twin
 from .access_log import AccessLog
-from .app import App, render
-from .request import Request, split_target
-from .response import CLOSE, CONTINUE_100, KEEP, Clock, simple_response
+from .app import App
+from .response import CLOSE, CONTINUE_100, KEEP
 from .static import FileSend, Reply, StaticFiles
 
 __all__ = ["HttpConfig", "HttpProtocol", "HttpServer", "RequestParser"]
 
 # httptools' parser, or its compiled twin on the same llhttp with feed_hello.
 RequestParser: type = load_twin("fastmux.http._parser_c", "httptools").HttpRequestParser
+render = load_twin("fastmux.http._app_c", "fastmux.http.app").render
+_request = load_twin("fastmux.http._request_c", "fastmux.http.request")
+Request, split_target = _request.Request, _request.split_target
+_response = load_twin("fastmux.http._response_c", "fastmux.http.response")
+Clock, simple_response = _response.Clock, _response.simple_response
 
 log = logging.getLogger("fastmux.http")
 

@@ -14,6 +14,7 @@ the version, which costs more than the 24 bytes.
 """
 from __future__ import annotations
 
+import re
 import time
 from email.utils import formatdate
 from http import HTTPStatus
@@ -50,12 +51,12 @@ def http_date(timestamp: Optional[float] = None) -> bytes:
     return formatdate(timestamp, usegmt=True).encode("ascii")
 
 
-def _check_header_text(text: bytes) -> bytes:
-    # A CR or LF in a header from user code would let it inject headers or a
-    # whole response; refuse rather than silently strip.
-    if b"\r" in text or b"\n" in text or b"\0" in text:
-        raise ValueError(f"header contains CR, LF or NUL: {text!r}")
-    return text
+# A CR or LF in a header from user code would let it inject headers or a
+# whole response: refuse rather than silently strip.  (A regex, not
+# ``b"\r" in text``: bytes.__contains__ first tries the operand as an int
+# and raises and clears a TypeError inside, which costs more than the search.)
+_BAD_VALUE = re.compile(rb"[\r\n\0]").search
+_BAD_NAME = re.compile(rb"[\r\n\0: ]").search
 
 
 def encode_headers(headers: Iterable[Tuple[object, object]]) -> Tuple[bytes, List[bytes]]:
@@ -70,10 +71,12 @@ def encode_headers(headers: Iterable[Tuple[object, object]]) -> Tuple[bytes, Lis
             v = b"%d" % value
         else:
             v = str(value).encode("latin-1")
-        _check_header_text(n)
-        _check_header_text(v)
-        if not n or b":" in n or b" " in n:
+        if not n or _BAD_NAME(n) is not None:
+            if _BAD_VALUE(n) is not None:
+                raise ValueError(f"header contains CR, LF or NUL: {n!r}")
             raise ValueError(f"invalid header name {n!r}")
+        if _BAD_VALUE(v) is not None:
+            raise ValueError(f"header contains CR, LF or NUL: {v!r}")
         out.append(n + b": " + v + b"\r\n")
         names.append(n.lower())
     return b"".join(out), names
@@ -89,7 +92,7 @@ class Clock:
     clock for it on every request.
     """
 
-    __slots__ = ("date", "date_line", "hello", "_second", "_dates")
+    __slots__ = ("date", "date_line", "hello", "heads", "_second", "_dates")
 
     def __init__(self) -> None:
         self._second = -1
@@ -97,6 +100,9 @@ class Clock:
         self.date = b""
         self.date_line = b""
         self.hello: List[bytes] = []
+        # Response heads up to Content-Length, by what they were made from
+        # (see app.render): they hold the Date, so they live for one second.
+        self.heads: Dict[object, bytes] = {}
         self.refresh()
 
     def refresh(self, now: Optional[float] = None) -> bool:
@@ -109,6 +115,7 @@ class Clock:
         self._second = second
         self.date = http_date(second)
         self.date_line = b"Date: " + self.date + b"\r\n"
+        self.heads.clear()
         hello = []
         for conn in (KEEP, CLOSE):
             head = (
@@ -131,6 +138,23 @@ class Clock:
         return text
 
 
+def head_start(clock: Clock, status: int, extra: bytes = b"", server: bool = True, date: bool = True) -> bytes:
+    """A response head up to its framing: status line, Server, Date, ``extra``."""
+    return b"".join((
+        status_line(status),
+        b"Server: " + SERVER + b"\r\n" if server else b"",
+        clock.date_line if date else b"",
+        extra,
+    ))
+
+
+def head_end(content_length: Optional[int], conn: int) -> bytes:
+    """The rest of a head: Content-Length (unless None), Connection, the blank line."""
+    if content_length is None:
+        return CONNECTION_LINES[conn] + b"\r\n"
+    return b"Content-Length: %d\r\n%s\r\n" % (content_length, CONNECTION_LINES[conn])
+
+
 def build_head(
     clock: Clock,
     status: int,
@@ -145,17 +169,7 @@ def build_head(
     ``extra`` is already-serialized header lines.  ``content_length=None``
     omits Content-Length (only for 1xx/204/304, which have no body).
     """
-    parts = [status_line(status)]
-    if server:
-        parts.append(b"Server: " + SERVER + b"\r\n")
-    if date:
-        parts.append(clock.date_line)
-    parts.append(extra)
-    if content_length is not None:
-        parts.append(b"Content-Length: %d\r\n" % content_length)
-    parts.append(CONNECTION_LINES[conn])
-    parts.append(b"\r\n")
-    return b"".join(parts)
+    return head_start(clock, status, extra, server, date) + head_end(content_length, conn)
 
 
 def simple_response(

@@ -43,8 +43,14 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Dict, List, Optional, Tuple, Union
 from urllib.parse import quote, unquote_to_bytes
 
-from .request import Request, split_target
-from .response import HTML_UTF8, Clock, build_head, http_date, simple_response
+from .._impl import load_twin
+from .request import Request
+from .response import HTML_UTF8, Clock, http_date
+
+# The twins the protocol uses (compiled where built).
+split_target = load_twin("fastmux.http._request_c", "fastmux.http.request").split_target
+_response = load_twin("fastmux.http._response_c", "fastmux.http.response")
+build_head, simple_response = _response.build_head, _response.simple_response
 
 __all__ = ["FileSend", "StaticFiles", "content_type_for"]
 

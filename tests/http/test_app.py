@@ -1,6 +1,7 @@
 """The application hook."""
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import pathlib
@@ -8,6 +9,7 @@ import sys
 
 import pytest
 
+from fastmux._impl import implementations
 from fastmux.http.app import load_app
 from fastmux.http.request import Request, split_target
 from fastmux.http.static import StaticFiles
@@ -228,3 +230,84 @@ def test_load_app(tmp_path, monkeypatch):
             load_app("myapp_for_test:missing")
     finally:
         sys.modules.pop("myapp_for_test", None)
+
+
+# render() of both twins of app.py (and response.py under it): the compiled
+# one is what the protocol calls in a compiled build.
+APP_TWINS = {"c": "fastmux.http._app_c", "py": "fastmux.http.app"}
+RESULTS = [
+    (200, [("Content-Type", "text/plain; charset=utf-8")], b"Hello, World"),
+    (200, [("Content-Type", "application/json")], '{"path": "/\u00e9"}'),
+    (201, (("X-A", "1"), (b"X-B", b"2")), b""),
+    (200, [("Content-Length", "99"), ("Connection", "close"), ("X-C", "3")], "dropped"),
+    (200, [("Server", "mine"), ("Date", "then")], b"x"),
+    (299, [], "unknown reason"),
+    (200, {"X-D": "4"}, b"dict headers"),
+    (200, [("X-E", 5)], b"int value"),
+    (204, [("X-F", "6")], b""),
+    (200, [("Bad", "a\r\nInjected: 1")], b"refused"),
+    (200, [("Bad Name", "v")], b"refused"),
+]
+
+
+def _render_all(module, clock, method="GET", conn=0):
+    req = Request(method, b"/", "1.1", [])
+    return [module.render(result, req, clock, conn) for result in RESULTS]
+
+
+@pytest.mark.parametrize("twin", implementations("fastmux.http._app_c"))
+@pytest.mark.parametrize("method,conn", [("GET", 0), ("HEAD", 0), ("GET", 1)])
+def test_render_twins_agree_and_cached_heads_change_nothing(twin, method, conn):
+    from fastmux.http.response import Clock
+
+    pure = importlib.import_module(APP_TWINS["py"])
+    module = importlib.import_module(APP_TWINS[twin])
+    clock = Clock()
+    clock.refresh(1_700_000_000.5)
+    first = _render_all(module, clock, method, conn)  # heads made
+    again = _render_all(module, clock, method, conn)  # the same heads from the cache
+    fresh = Clock()
+    fresh.refresh(1_700_000_000.5)
+    assert first == again == _render_all(pure, fresh, method, conn)
+    assert b"Date: Tue, 14 Nov 2023 22:13:20 GMT\r\n" in first[0]
+    assert first[-1].startswith(b"HTTP/1.1 500 ") and first[-2].startswith(b"HTTP/1.1 500 ")
+
+
+@pytest.mark.parametrize("twin", implementations("fastmux.http._app_c"))
+def test_cached_heads_carry_the_current_date(twin):
+    from fastmux.http.response import Clock
+
+    module = importlib.import_module(APP_TWINS[twin])
+    clock = Clock()
+    clock.refresh(1_700_000_000.0)
+    req = Request("GET", b"/", "1.1", [])
+    result = (200, [("Content-Type", "text/plain")], b"x")
+    assert b"22:13:20 GMT" in module.render(result, req, clock, 0)
+    clock.refresh(1_700_000_001.0)
+    assert b"22:13:21 GMT" in module.render(result, req, clock, 0)
+
+
+class _Counter:
+    """A header value whose text changes each time it is rendered."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __str__(self) -> str:
+        self.n += 1
+        return str(self.n)
+
+
+@pytest.mark.parametrize("twin", implementations("fastmux.http._app_c"))
+def test_heads_of_other_values_are_not_cached(twin):
+    from fastmux.http.response import Clock
+
+    module = importlib.import_module(APP_TWINS[twin])
+    clock = Clock()
+    req = Request("GET", b"/", "1.1", [])
+    value = _Counter()
+    assert b"X-N: 1\r\n" in module.render((200, [("X-N", value)], b""), req, clock, 0)
+    assert b"X-N: 2\r\n" in module.render((200, [("X-N", value)], b""), req, clock, 0)
+    # 1 == 1.0, but they render differently: neither is cached under the other
+    assert b"X-B: 1\r\n" in module.render((200, [("X-B", 1)], b""), req, clock, 0)
+    assert b"X-B: 1.0\r\n" in module.render((200, [("X-B", 1.0)], b""), req, clock, 0)

@@ -38,6 +38,12 @@ def test_compiled_http_twins_are_loaded():
     assert fastmux.http.IMPLEMENTATION == "c"
     assert fastmux.http.HttpServer.__module__ == "fastmux.http._protocol_c"
     assert fastmux.http.HttpServer(None).parser.__module__ == "fastmux.http._parser_c"
+    # request.py, response.py and app.py compiled as they are, used by the protocol
+    for name in ("_request_c", "_response_c", "_app_c"):
+        importlib.import_module(f"fastmux.http.{name}")
+    assert fastmux.http.Request.__module__ == "fastmux.http._request_c"
+    assert fastmux.http.render.__module__ == "fastmux.http._app_c"
+    assert pure_protocol.render is fastmux.http.render and pure_protocol.Request is fastmux.http.Request
 
 
 @pytest.mark.skipif(_impl.WANT_EXTENSIONS, reason="compiled build")
@@ -70,6 +76,10 @@ def test_compiled_protocol_is_not_stale():
     for so in built:
         assert so.stat().st_mtime >= newest.stat().st_mtime, (
             f"{so.name} is older than {newest}: run `python setup.py build_ext --inplace`")
+    for twin, source in (("_request_c", "request.py"), ("_response_c", "response.py"), ("_app_c", "app.py")):
+        for so in (PACKAGE_DIR / "http").glob(f"{twin}.*.so"):
+            assert so.stat().st_mtime >= (PACKAGE_DIR / "http" / source).stat().st_mtime, (
+                f"{so.name} is older than {source}: run `python setup.py build_ext --inplace`")
 
 
 _WITHOUT_HTTPTOOLS = """
