@@ -5,10 +5,13 @@ Layers, one direction of dependency: servers -> reactor -> compiled core.
 """
 from __future__ import annotations
 
-from typing import Any, Dict
+import importlib
+from typing import TYPE_CHECKING, Any, Dict
 
 from ._version import __version__
-from .reactor import BaseProtocol, DatagramProtocol, Handle, Protocol, Reactor, TimerHandle
+
+if TYPE_CHECKING:
+    from .reactor import BaseProtocol, DatagramProtocol, Handle, Protocol, Reactor, TimerHandle
 
 __all__ = [
     # version and build
@@ -25,26 +28,35 @@ __all__ = [
 ]
 
 
+_REACTOR_NAMES = frozenset(("Reactor", "Handle", "TimerHandle", "BaseProtocol", "Protocol", "DatagramProtocol"))
+
+
+def __getattr__(name: str) -> Any:
+    # The reactor loads on first use, so `fastmux --version` or a program
+    # that only wants fastmux.selectors does not pay for it.
+    if name in _REACTOR_NAMES:
+        return getattr(importlib.import_module(".reactor", __name__), name)
+    raise AttributeError(f"module 'fastmux' has no attribute {name!r}")
+
+
 def info() -> Dict[str, Any]:
     """Describe this installation: version, where it is, compiled or
-    fallback (the core and each compiled twin), backends."""
+    fallback (the core, and each compiled twin loaded so far: ``"-"`` for
+    one not loaded), backends."""
     import os
 
     from . import _impl, _pollers, selectors
 
-    twins = {"core": _pollers.IMPLEMENTATION, "reactor": _impl.chosen("fastmux.reactor._loop_c")}
-    try:
-        from . import http
-    except ImportError:  # the fallback's parser (httptools) is missing
-        pass
-    else:
-        twins["http"] = http.IMPLEMENTATION
     return {
         "version": __version__,
         "path": os.path.dirname(os.path.abspath(__file__)),
         "implementation": _pollers.IMPLEMENTATION,
         "compiled": _pollers.IMPLEMENTATION == "c",
-        "twins": twins,
+        "twins": {
+            "core": _pollers.IMPLEMENTATION,
+            "reactor": _impl.chosen("fastmux.reactor._loop_c"),
+            "http": _impl.chosen("fastmux.http._protocol_c"),
+        },
         "backends": list(_pollers.BACKENDS),
         "default_backend": selectors.DefaultSelector.__name__,
     }

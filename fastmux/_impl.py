@@ -58,8 +58,9 @@ def load_twin(compiled: str, pure: str) -> ModuleType:
 
 
 def chosen(compiled: str) -> str:
-    """``"c"`` or ``"py"``: which twin :func:`load_twin` loaded for ``compiled``."""
-    return _CHOSEN[compiled]
+    """``"c"`` or ``"py"``: which twin :func:`load_twin` loaded for
+    ``compiled``; ``"-"`` if it has not been loaded."""
+    return _CHOSEN.get(compiled, "-")
 
 
 def implementations(compiled: str) -> List[str]:

@@ -1,16 +1,23 @@
 """The ``fastmux`` command line: a thin dispatcher.
 
 Each sub-command lives in its own module, which provides
-``add_arguments(parser)`` and ``run(args) -> int``.  A module that fails to
-import (a missing optional dependency, say) leaves its command reporting why
-instead of breaking the others.
+``add_arguments(parser)`` and ``run(args) -> int``.  That module is imported
+only when its command is chosen (see ``_subcommands``), so a command costs
+nothing to the others, and one that fails to import (a missing optional
+dependency, say) reports why instead of breaking the others.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import select
+import signal
 import sys
 from typing import Optional, Sequence
+
+from ._subcommands import Filler, add_subcommands
+from ._version import __version__
 
 # command -> (module, help).  "bench" has its own second level below.
 COMMANDS = {
@@ -26,43 +33,59 @@ BENCHES = {
 }
 
 
-def _lazy(sub, name: str, module: str, help_: str) -> None:
-    p = sub.add_parser(name, help=help_, description=help_)
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as exc:  # a command whose module is unavailable says why when run
-        p.set_defaults(_run=lambda args, exc=exc: _unavailable(name, exc))
-        return
-    mod.add_arguments(p)
-    p.set_defaults(_run=mod.run)
+def _command(module: str) -> Filler:
+    def fill(parser: argparse.ArgumentParser) -> None:
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as exc:  # whatever the options, that is the answer
+            parser.exit(2, f"{parser.prog}: unavailable ({exc})\n")
+        # Before add_arguments: a module that adds sub-commands replaces it.
+        parser.set_defaults(_run=mod.run)
+        mod.add_arguments(parser)
+
+    return fill
 
 
-def _unavailable(name: str, exc: Exception) -> int:
-    print(f"fastmux {name}: unavailable ({exc})", file=sys.stderr)
-    return 2
+def _bench(parser: argparse.ArgumentParser) -> None:
+    add_subcommands(parser, "bench", "WHAT", {name: (help_, _command(module))
+                                              for name, (module, help_) in BENCHES.items()})
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ._version import __version__
-
     parser = argparse.ArgumentParser(prog="fastmux", description="fastmux: a fast I/O multiplexer for Python")
     parser.add_argument("--version", action="version", version=f"fastmux {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (module, help_) in COMMANDS.items():
-        _lazy(sub, name, module, help_)
-    bench = sub.add_parser("bench", help="benchmarks against the stdlib", description="benchmarks against the stdlib")
-    bench_sub = bench.add_subparsers(dest="bench", metavar="WHAT", required=True)
-    for name, (module, help_) in BENCHES.items():
-        _lazy(bench_sub, name, module, help_)
+    commands = {name: (help_, _command(module)) for name, (module, help_) in COMMANDS.items()}
+    commands["bench"] = ("benchmarks against the stdlib", _bench)
+    add_subcommands(parser, "command", "COMMAND", commands)
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+def _stdout_gone() -> bool:
+    """Whether stdout's reader has gone away (a pipe whose reader exited)."""
     try:
-        return int(args._run(args) or 0)
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & select.POLLERR for _, ev in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+            return int(args._run(args) or 0)
+        finally:
+            sys.stdout.flush()  # here, so a closed pipe is seen below, not at exit
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        if not _stdout_gone():  # a socket's, say: a bug to show
+            raise
+        # `fastmux info | head -1`: stop quietly, as a tool killed by SIGPIPE
+        # would; stdout goes to /dev/null so the flush at exit cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

@@ -94,14 +94,23 @@ def load_app(spec: str) -> App:
     """``"package.module:callable"`` (``module:obj.attr`` works too) -> the callable.
 
     The current directory is put on ``sys.path`` first, as ``python -m``
-    does, so ``--app myapp:app`` finds ``./myapp.py``.
+    does, so ``--app myapp:app`` finds ``./myapp.py``.  A module that cannot
+    be imported (not found, or failing as it runs) raises ImportError with a
+    one-line message.
     """
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ValueError(f"--app expects MODULE:CALLABLE, got {spec!r}")
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    obj: Any = importlib.import_module(module_name)
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except SyntaxError as exc:
+        raise ImportError(f"--app {spec}: cannot import {module_name}: SyntaxError: {exc.msg} "
+                          f"({exc.filename}:{exc.lineno})", name=module_name) from exc
+    except Exception as exc:  # whatever the module raised while running: one line, not a traceback
+        raise ImportError(f"--app {spec}: cannot import {module_name}: {type(exc).__name__}: {exc}",
+                          name=module_name) from exc
     for part in attr.split("."):
         obj = getattr(obj, part)
     if not callable(obj):

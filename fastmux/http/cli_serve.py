@@ -1,6 +1,6 @@
 """``fastmux serve http``: the options and the protocol factory.
 
-``fastmux.servers.cli`` owns listening, the reactor, workers and graceful
+``fastmux.servers`` owns listening, the reactor, workers and graceful
 shutdown; this module adds the HTTP options and builds the factory::
 
     fastmux serve http --port 8080                      # GET / -> Hello, World
@@ -96,19 +96,18 @@ def make_server(args: argparse.Namespace, reactor: Any) -> HttpServer:
     return HttpServer(reactor, config_from_args(args), app=app, static=static).start()
 
 
-def make_protocol_factory(args: argparse.Namespace, reactor: Any, ctx: Any = None) -> Callable[[], Any]:
+def make_protocol_factory(args: argparse.Namespace, reactor: Any, ctx: Any) -> Callable[[], Any]:
     """The factory to pass to ``reactor.create_server``.
 
-    With ``ctx`` (a ``fastmux.servers.context.ServeContext``) the
-    connections register in ``ctx.conns`` themselves, so a graceful shutdown
-    lets each finish the response in progress; the Date/timeout tick stops
-    in ``ctx.close()``.
+    The connections register in ``ctx.conns`` (``ctx`` is a
+    ``fastmux.servers.context.ServeContext``), so a graceful shutdown lets
+    each finish the response in progress; the Date/timeout tick stops in
+    ``ctx.close()``.
     """
     try:
         server = make_server(args, reactor)
     except (OSError, ImportError, AttributeError, TypeError) as exc:
         raise ValueError(str(exc)) from exc
-    if ctx is not None:
-        server.registry = ctx.conns
-        ctx.at_close(server.close)
+    server.registry = ctx.conns
+    ctx.at_close(server.close)
     return server

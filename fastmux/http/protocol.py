@@ -266,10 +266,6 @@ class HttpProtocol:
         "_queue", "_deferred", "_in_drain", "_writing_paused", "_reading_paused", "_wprogress",
         "_nreq", "_tkey", "_tsince", "_peer", "_sendfile", "_native_files", "_keep_body", "_small", "_access",
         "__weakref__",
-        # Lets fastmux.servers.shutdown.tracked_factory wrap connection_made/
-        # connection_lost on the instance; attribute access to the slots above
-        # is unaffected.
-        "__dict__",
     )
 
     def __init__(self, server: HttpServer) -> None:

@@ -3,7 +3,8 @@
 Each kind is a small module (``echo.py``, ``udp_echo.py``, ``menu.py``,
 ``upload.py``) holding asyncio-shaped protocols that run on
 ``fastmux.Reactor`` (the CLI's loop) and on asyncio (the tests check both).
-``cli.py`` is ``fastmux serve``, ``supervisor.py`` its ``--workers``
-pre-fork parent, ``shutdown.py`` the graceful shutdown, ``send.py`` and
-``client.py`` the ``fastmux send`` / ``fastmux client`` commands.
+``kinds.py`` lists them, ``serving.py`` runs one in a process (bind, loop,
+factory, graceful shutdown in ``shutdown.py``), ``supervisor.py`` is the
+``--workers`` pre-fork parent; ``cli.py`` (``fastmux serve``), ``send.py``
+and ``client.py`` are the commands, which nothing else here imports.
 """

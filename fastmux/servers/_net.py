@@ -131,7 +131,10 @@ def bind_unix(path: str, backlog: int = 1024) -> socket.socket:
             probe.close()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.bind(path)
+        try:
+            sock.bind(path)
+        except OSError as exc:  # bind() does not name the path (a missing directory, say)
+            raise OSError(exc.errno, exc.strerror, path) from None
         sock.listen(backlog)
         sock.setblocking(False)
     except BaseException:

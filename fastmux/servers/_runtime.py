@@ -11,10 +11,12 @@ always uses the reactor, the tests also run the protocols on asyncio.
 """
 from __future__ import annotations
 
-import asyncio
 import socket
-from concurrent.futures import Executor
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+if TYPE_CHECKING:
+    import asyncio
+    from concurrent.futures import Executor
 
 
 class Runtime:
@@ -82,7 +84,11 @@ class AsyncioRuntime(Runtime):
     name = "asyncio"
 
     def __init__(self, loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
-        self.loop = loop if loop is not None else asyncio.new_event_loop()
+        if loop is None:
+            import asyncio  # here: a reactor-only process need not load it
+
+            loop = asyncio.new_event_loop()
+        self.loop = loop
 
     def serve(self, factory, sock):
         return self.loop.run_until_complete(self.loop.create_server(factory, sock=sock))

@@ -20,18 +20,32 @@ import sys
 import threading
 from typing import Any, Callable, Optional
 
+from .._subcommands import add_subcommands
 from . import _net
 from ._runtime import AsyncioRuntime, ReactorRuntime, Runtime
 
 
+_MODES = {
+    "tcp": "TCP (or unix:PATH) line client: lines go out as typed; `exit` or the end of input "
+           "half-closes, then it waits --linger seconds for the server's last words",
+    "udp": "UDP client: each line typed, stripped, is one datagram; `exit` ends",
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("mode", choices=("tcp", "udp"), help="stream or datagram")
+    add_subcommands(parser, "mode", "MODE", {mode: (help_, _mode_arguments) for mode, help_ in _MODES.items()})
+
+
+def _mode_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="HOST:PORT", help="server address ([::1]:PORT and unix:PATH work too)")
-    parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="connect timeout")
+    parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="connect timeout (default: %(default)s)")
     parser.add_argument("--linger", type=float, default=2.0, metavar="SECONDS",
-                        help="after exit/end of input, wait this long for the server's last words")
+                        help="after exit/end of input, wait this long for the server's last words "
+                             "(default: %(default)s)")
     parser.add_argument("--backend", choices=("epoll", "poll", "select"), help=argparse.SUPPRESS)
     parser.add_argument("--loop", default="fastmux", choices=("fastmux", "asyncio"), help=argparse.SUPPRESS)
+    parser.set_defaults(_run=run)
 
 
 class _Output:

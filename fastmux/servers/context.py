@@ -9,17 +9,19 @@ server sends its fsync and rename work to the thread pool; the menu server's
 """
 from __future__ import annotations
 
-import multiprocessing
 import os
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Any, Callable, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, List, Optional
 
 from ._runtime import Runtime
 from .shutdown import Connections
 
+if TYPE_CHECKING:
+    from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+
 
 class Pools:
-    """A thread pool and a process pool, each made on first use."""
+    """A thread pool and a process pool, each made (and its module imported)
+    on first use: most servers never need the process pool."""
 
     def __init__(self, threads: Optional[int] = None, processes: Optional[int] = None) -> None:
         self._threads = threads or min(8, (os.cpu_count() or 1) + 2)
@@ -30,10 +32,15 @@ class Pools:
     def get(self, kind: str) -> Executor:
         if kind == "thread":
             if self._thread_pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
                 self._thread_pool = ThreadPoolExecutor(self._threads, thread_name_prefix="fastmux-offload")
             return self._thread_pool
         if kind == "process":
             if self._process_pool is None:
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
+
                 # "spawn", not fork: the server is multi-threaded by then
                 # (the thread pool), and fork() of a threaded process can
                 # deadlock the child.

@@ -17,7 +17,6 @@ from typing import Any, Callable, Optional
 
 from .context import ServeContext
 
-DESCRIPTION = "TCP/Unix echo: every byte received is sent back"
 DEFAULT_PORT = 9999
 TRANSPORT = "stream"
 

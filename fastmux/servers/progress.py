@@ -15,7 +15,12 @@ def human(n: float) -> str:
 
 
 class Progress:
-    """``update(done)`` redraws at most ten times a second; off when not a tty."""
+    """``update(done)`` redraws at most ten times a second; off when not a tty.
+
+    ``finish(done)`` draws the last state and ends the line.  Used as a
+    context manager, it also ends the line when the work stops early (an
+    error, Ctrl-C), so what is printed next starts on a line of its own.
+    """
 
     def __init__(self, total: int, label: str = "", stream: Optional[IO[str]] = None,
                  enabled: Optional[bool] = None, width: int = 30) -> None:
@@ -26,7 +31,7 @@ class Progress:
         self.width = width
         self.start = time.monotonic()
         self._drawn = 0.0
-        self._shown = False
+        self._shown = False  # a bar is drawn on a line not ended yet
 
     def update(self, done: int, force: bool = False) -> None:
         if not self.enabled:
@@ -45,7 +50,17 @@ class Progress:
         self._shown = True
 
     def finish(self, done: int) -> None:
-        if self.enabled:
-            self.update(done, force=True)
+        self.update(done, force=True)
+        self._end_line()
+
+    def _end_line(self) -> None:
+        if self._shown:
+            self._shown = False
             self.stream.write("\n")
             self.stream.flush()
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._end_line()

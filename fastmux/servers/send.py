@@ -85,20 +85,24 @@ def send_file(path: str, target: str, *, name: Optional[str] = None, timeout: fl
             try:
                 sock.sendall(b"put|" + name.encode("utf-8", "surrogateescape") + b"|%d\n" % size)
                 reply = _read_line(sock)
+                if reply.startswith("error "):
+                    return _fail(f"refused: {reply}")
                 if reply != "ready":
-                    return _fail(f"refused: {reply or 'connection closed'}")
-                bar = Progress(size, name[:24], enabled=None if progress and not quiet else False)
+                    got = f"it answered {reply[:60]!r}" if reply else "it closed the connection"
+                    return _fail(f"{target} did not answer as an upload server ({got}); "
+                                 f"is it `fastmux serve upload`?")
                 start = time.monotonic()
                 sent = 0
-                try:
-                    while sent < size:
-                        sent += sock.sendfile(f, sent, min(CHUNK, size - sent))
-                        bar.update(sent)
-                except (BrokenPipeError, ConnectionResetError) as exc:
+                with Progress(size, name[:24], enabled=None if progress and not quiet else False) as bar:
+                    try:
+                        while sent < size:
+                            sent += sock.sendfile(f, sent, min(CHUNK, size - sent))
+                            bar.update(sent)
+                    except (BrokenPipeError, ConnectionResetError) as exc:
+                        bar.finish(sent)
+                        why = _read_line_quietly(sock)
+                        return _fail(f"server stopped the upload at {sent} bytes: {why or exc}")
                     bar.finish(sent)
-                    why = _read_line_quietly(sock)
-                    return _fail(f"server stopped the upload at {sent} bytes: {why or exc}")
-                bar.finish(sent)
                 status = _read_line(sock)
                 elapsed = time.monotonic() - start
             except socket.timeout:

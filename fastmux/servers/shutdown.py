@@ -10,8 +10,7 @@ process exits 0.  A second signal skips the wait.
 
 Connections register themselves in a ``Connections`` set in
 ``connection_made`` and leave it in ``connection_lost``: once per connection,
-nothing per request.  Protocols from elsewhere (``serve http``) are tracked
-through ``tracked_factory``, which only needs their transports.
+nothing per request.
 """
 from __future__ import annotations
 
@@ -65,55 +64,6 @@ class Connections:
         self._live.clear()
 
 
-class _Tracked:
-    """Tracks a foreign protocol's transport; ``shutdown`` closes it (flushing)."""
-
-    __slots__ = ("transport",)
-
-    def __init__(self, transport: Any) -> None:
-        self.transport = transport
-
-    def shutdown(self) -> None:
-        self.transport.close()
-
-    def abort(self) -> None:
-        self.transport.abort()
-
-
-def tracked_factory(factory: Callable[[], Any], conns: Connections) -> Callable[[], Any]:
-    """Wrap a protocol factory whose protocols know nothing of ``Connections``.
-
-    The protocol's own ``connection_made``/``connection_lost`` are wrapped on
-    the instance (once per connection); its ``data_received`` is untouched.
-    """
-
-    def make() -> Any:
-        proto = factory()
-        made, lost = proto.connection_made, proto.connection_lost
-        entry: List[_Tracked] = []
-
-        def connection_made(transport: Any) -> None:
-            entry.append(_Tracked(transport))
-            conns.add(entry[0])
-            made(transport)
-
-        def connection_lost(exc: Optional[BaseException]) -> None:
-            try:
-                lost(exc)
-            finally:
-                if entry:
-                    conns.discard(entry[0])
-
-        try:
-            proto.connection_made = connection_made
-            proto.connection_lost = connection_lost
-        except AttributeError:  # __slots__: served, but closed only by the grace timeout
-            log.debug("protocol %r cannot be tracked for graceful shutdown", proto)
-        return proto
-
-    return make
-
-
 class GracefulShutdown:
     """Runs the shutdown sequence described in the module docstring."""
 
@@ -123,7 +73,7 @@ class GracefulShutdown:
         self.grace = grace
         self.listeners: List[Any] = []  # objects with close(): servers, datagram transports
         self.requested = False
-        self.forced = False
+        self.forced_by: Optional[str] = None  # why the grace period was cut short, if it was
         self._timer: Any = None
         self._stopped = False
 
@@ -133,22 +83,22 @@ class GracefulShutdown:
 
     def request(self, signum: Optional[int] = None) -> None:
         if self.requested:
-            self.force("second signal")
+            self.force("a second signal")
             return
         self.requested = True
         name = signal.Signals(signum).name if signum else "request"
         log.info("%s: shutting down, %d connection(s) open, grace %.1fs", name, len(self.conns), self.grace)
         for listener in self.listeners:
             listener.close()
-        self._timer = self.runtime.call_later(self.grace, self.force, "grace period over")
+        self._timer = self.runtime.call_later(self.grace, self.force, "the end of the grace period")
         self.conns.drain(self._finish)
 
     def force(self, why: str) -> None:
         if self._stopped:
             return
-        self.forced = True
+        self.forced_by = why
         if len(self.conns):
-            log.warning("%s: closing %d connection(s) now", why, len(self.conns))
+            log.warning("forced by %s: closing %d connection(s) now", why, len(self.conns))
         self.conns.abort_all()
         self._finish()
 

@@ -41,7 +41,8 @@ from typing import Dict, List, Optional
 
 from .. import selectors
 from . import _net
-from .cli import is_datagram, open_listeners, print_ready, serve
+from .kinds import is_datagram
+from .serving import open_listeners, print_ready, serve
 
 log = logging.getLogger("fastmux.servers")
 
@@ -104,7 +105,7 @@ class Supervisor:
                 code = self._worker()
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
-            except ValueError as exc:  # bad options (see cli.serve)
+            except ValueError as exc:  # bad options (see serving.serve)
                 log.error("worker: %s", exc)
                 code = 2
             except BaseException:

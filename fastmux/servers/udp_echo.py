@@ -13,7 +13,6 @@ from typing import Any, Callable
 
 from .context import ServeContext
 
-DESCRIPTION = "UDP echo: every datagram is sent back to its sender"
 DEFAULT_PORT = 9999
 TRANSPORT = "datagram"
 

@@ -51,7 +51,6 @@ from typing import Any, Callable, List, Optional, Set, Tuple
 
 from .context import ServeContext
 
-DESCRIPTION = "file upload (put|NAME|SIZE, or the tutorial's NAME|SIZE) into --dir, atomically"
 DEFAULT_PORT = 9999
 TRANSPORT = "stream"
 

@@ -1,13 +1,18 @@
 """``fastmux serve`` dispatch, ``fastmux client``, ``python -m fastmux``."""
 from __future__ import annotations
 
-import argparse
+import os
+import signal
 import subprocess
 import sys
 import time
+from typing import Set, Tuple
 
+import pytest
+
+from support.net import connect, recv_line
 from support.server import LOOP, ROOT, Server, child_env, fastmux_cmd
-from fastmux.servers import cli
+from fastmux.servers import kinds
 
 
 def run_cli(*args, input=None, timeout=30):
@@ -34,19 +39,58 @@ def test_unknown_kind():
 
 
 def test_missing_kind_module_is_reported_clearly(monkeypatch, capsys):
-    monkeypatch.setitem(cli.KINDS, "echo", cli.Kind("fastmux.no_such_module", "gone"))
-    assert cli.run(argparse.Namespace(kind="echo", options=[])) == 2
+    from fastmux.cli import main
+
+    monkeypatch.setitem(kinds.KINDS, "echo", kinds.Kind("fastmux.no_such_module", "gone"))
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "echo", "--port", "0"])
+    assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "not available" in err and "fastmux.no_such_module" in err
 
 
-def test_kind_registry_imports_lazily():
-    code = ("import sys, fastmux.cli as c; c.build_parser(); "
-            "print(sorted(m for m in sys.modules if m.startswith(('fastmux.http', 'fastmux.servers.upload'))))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
+# Run the command line in a child and list, at exit, the fastmux modules it
+# imported (-X importtime misses those loaded by importlib.import_module).
+IMPORTED = (
+    "import atexit, sys\n"
+    "atexit.register(lambda: print(*sorted(m for m in sys.modules if m.startswith('fastmux')), file=sys.stderr))\n"
+    "from fastmux.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+def imported_by(*args: str) -> Tuple[subprocess.CompletedProcess, Set[str]]:
+    proc = subprocess.run([sys.executable, "-c", IMPORTED, *args], capture_output=True, text=True, timeout=30,
                           env=child_env(), cwd=str(ROOT))
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[]"
+    return proc, set(proc.stderr.split())
+
+
+def command_modules() -> Set[str]:
+    from fastmux.cli import BENCHES, COMMANDS
+
+    return ({module for module, _ in [*COMMANDS.values(), *BENCHES.values()]}
+            | {kind.module for kind in kinds.KINDS.values()})
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["bench", "--help"]])
+def test_the_dispatcher_imports_no_command(args):
+    proc, modules = imported_by(*args)
+    assert not {m for m in modules if m.startswith(("fastmux.benchmarks", "fastmux.servers", "fastmux.http"))}
+    assert not modules & command_modules()
+    if "--help" in args:  # every command is listed with its help, all the same
+        from fastmux.cli import BENCHES, COMMANDS
+
+        for name, (_, help_) in (BENCHES if "bench" in args else COMMANDS).items():
+            assert name in proc.stdout and help_[:30] in " ".join(proc.stdout.split())
+
+
+def test_serve_kind_help_imports_that_kind_only():
+    proc, modules = imported_by("serve", "echo", "--help")
+    assert "--port" in proc.stdout
+    assert {"fastmux.servers.cli", "fastmux.servers.echo"} <= modules
+    assert not {m for m in modules if m.startswith(("fastmux.benchmarks", "fastmux.http"))}
+    assert modules & command_modules() == {"fastmux.servers.cli", "fastmux.servers.echo"}
 
 
 def test_client_tcp_against_menu():
@@ -103,10 +147,8 @@ def test_client_stdin_from_a_regular_file(tmp_path):
 
 def test_serve_http_through_the_dispatcher():
     try:
-        cli.load_kind("http")
+        kinds.load_kind("http")
     except ImportError as exc:
-        import pytest
-
         pytest.skip(f"fastmux.http not available: {exc}")
     from support.net import connect, recv_until_closed
 
@@ -133,3 +175,146 @@ def test_progress_bar_draws_only_when_enabled():
     bar.finish(1 << 20)
     text = out.getvalue()
     assert "\r" in text and " 50.0%" in text and "100.0%" in text and text.endswith("\n")
+
+
+# ---- messages and options ----------------------------------------------------
+
+def test_serve_without_a_kind_names_kind_and_lists_them():
+    proc = run_cli("serve")
+    assert proc.returncode == 2
+    last = proc.stderr.splitlines()[-1]
+    assert "KIND is required" in last and "options" not in last
+    assert all(kind in last for kind in kinds.KINDS)
+
+
+@pytest.mark.parametrize("kind, stream", [("echo", True), ("udp-echo", False)])
+def test_datagram_kinds_offer_no_unix_socket_or_backlog(kind, stream):
+    proc = run_cli("serve", kind, "--help")
+    assert proc.returncode == 0
+    assert ("--unix" in proc.stdout) is stream and ("--backlog" in proc.stdout) is stream
+    if not stream:
+        proc = run_cli("serve", kind, "--unix", "/tmp/never.sock")
+        assert proc.returncode == 2 and f"fastmux serve {kind}: error: unrecognized arguments: --unix" in proc.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--port", "abc"], "argument --port: expected a port number 0-65535, got 'abc'"),
+    (["--port", "70000"], "argument --port: expected a port number 0-65535, got '70000'"),
+    (["--grace", "-5"], "argument --grace: expected a number of seconds >= 0, got '-5'"),
+    (["--workers", "-1"], "argument --workers: expected a whole number >= 0, got '-1'"),
+])
+def test_bad_numbers_are_refused_plainly(args, message):
+    proc = run_cli("serve", "echo", *args)
+    assert proc.returncode == 2 and proc.stderr.splitlines()[-1] == f"fastmux serve echo: error: {message}"
+
+
+def test_defaults_are_shown():
+    assert "least severe messages logged (default: info)" in " ".join(run_cli("serve", "echo", "--help").stdout.split())
+    help_ = " ".join(run_cli("client", "tcp", "--help").stdout.split())
+    assert "connect timeout (default: 10.0)" in help_ and "last words (default: 2.0)" in help_
+
+
+def test_client_mode_help_is_the_modes_own():
+    tcp, udp = run_cli("client", "tcp", "--help"), run_cli("client", "udp", "--help")
+    assert tcp.stdout.startswith("usage: fastmux client tcp ") and "half-closes" in tcp.stdout
+    assert udp.stdout.startswith("usage: fastmux client udp ") and "datagram" in udp.stdout
+
+
+def test_unix_socket_in_a_missing_directory_names_the_path(tmp_path):
+    path = tmp_path / "missing" / "e.sock"
+    proc = run_cli("serve", "echo", "--unix", str(path), "--loop", LOOP)
+    assert proc.returncode == 1 and str(path) in proc.stderr and "No such file or directory" in proc.stderr
+
+
+@pytest.mark.parametrize("args, code", [
+    (["info"], 128 + signal.SIGPIPE),  # as if killed by SIGPIPE, like C tools
+    (["--help"], 0),  # argparse ignores errors writing help
+    (["serve", "--help"], 0),
+])
+def test_stdout_closed_early_exits_quietly(args, code):
+    # the reader is gone before anything is written: every write gets EPIPE
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        proc = subprocess.run(fastmux_cmd(*args), stdout=w, stderr=subprocess.PIPE, text=True, timeout=30,
+                              env=child_env(), cwd=str(ROOT))
+    finally:
+        os.close(w)
+    assert proc.stderr == "" and proc.returncode == code
+
+
+@pytest.mark.parametrize("source, error", [
+    ("def app(request):\n    return None +\n", "SyntaxError: invalid syntax ({path}:2)"),
+    ("import no_such_module_for_fastmux_tests\n", "ModuleNotFoundError: No module named 'no_such_module_for_fastmux_tests'"),
+    ("raise RuntimeError('not configured')\n", "RuntimeError: not configured"),
+])
+def test_app_module_that_fails_to_import_is_one_line(tmp_path, source, error):
+    path = tmp_path / "brokenapp.py"
+    path.write_text(source)
+    proc = subprocess.run(fastmux_cmd("serve", "http", "--port", "0", "--app", "brokenapp:app", "--loop", LOOP),
+                          capture_output=True, text=True, timeout=30, env=child_env(), cwd=str(tmp_path))
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if "fastmux serve http" in line or "Traceback" in line]
+    assert lines == [f"fastmux serve http: --app brokenapp:app: cannot import brokenapp: "
+                     f"{error.format(path=path)}"]
+
+
+@pytest.mark.parametrize("how", ["second signal", "grace"])
+def test_forced_shutdown_says_why(tmp_path, how):
+    # a stalled upload holds the first SIGTERM until the grace period ends
+    with Server("upload", "--dir", str(tmp_path), "--grace", "60" if how == "second signal" else "0.3") as srv:
+        with connect(srv.address) as c:
+            c.sendall(b"put|slow.bin|100\n")
+            assert recv_line(c) == b"ready\n"
+            srv.send_signal(signal.SIGTERM)
+            if how == "second signal":
+                time.sleep(0.3)
+                srv.send_signal(signal.SIGTERM)
+            assert srv.proc.wait(10) == 0
+        log = srv.stderr()
+    if how == "second signal":
+        assert "stopped (forced by a second signal)" in log
+    else:
+        assert "stopped (forced by the end of the grace period)" in log
+    assert "exceeded" not in log
+
+
+def test_send_to_a_server_that_is_not_an_upload_server(tmp_path):
+    data = tmp_path / "f.txt"
+    data.write_text("hello\n")
+    with Server("echo") as srv:
+        proc = run_cli("send", str(data), srv.address)
+        assert srv.stop() == 0
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (f"fastmux send: {srv.address} did not answer as an upload server "
+                                   f"(it answered 'put|f.txt|6'); is it `fastmux serve upload`?")
+
+
+def test_ctrl_c_during_send_ends_the_progress_line(tmp_path, monkeypatch):
+    import io
+    import socket
+
+    from fastmux.servers import send
+    from fastmux.servers.progress import Progress
+
+    out = io.StringIO()
+    monkeypatch.setattr(send, "Progress", lambda total, label, enabled: Progress(total, label, out, True))
+    monkeypatch.setattr(send, "CHUNK", 1024)
+    real_sendfile = socket.socket.sendfile
+    calls = []
+
+    def sendfile_then_ctrl_c(self, *args):
+        calls.append(args)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return real_sendfile(self, *args)
+
+    monkeypatch.setattr(socket.socket, "sendfile", sendfile_then_ctrl_c)
+    data = tmp_path / "big.bin"
+    data.write_bytes(b"x" * 4096)
+    with Server("upload", "--dir", str(tmp_path / "..")) as srv:
+        with pytest.raises(KeyboardInterrupt):
+            send.send_file(str(data), srv.address, name="interrupted.bin")
+        assert srv.stop() == 0
+    text = out.getvalue()
+    assert "1.0 KiB/4.0 KiB" in text and text.endswith("\n") and text.count("\n") == 1

@@ -241,4 +241,4 @@ def test_udp_tutorial_sender_and_fastmux_client(tmp_path):
 def test_udp_rejects_unix():
     proc = subprocess.run(fastmux_cmd("serve", "udp-echo", "--unix", "/tmp/x.sock", "--loop", LOOP),
                           capture_output=True, text=True, timeout=30, env=child_env(), cwd=str(ROOT))
-    assert proc.returncode == 1 and "--unix" in proc.stderr
+    assert proc.returncode == 2 and "--unix" in proc.stderr  # a usage error: udp-echo has no --unix

@@ -94,7 +94,8 @@ def expected_identity(kind: str, env: Dict[str, str], http_loaded: bool) -> tupl
         impls = ["py", "py", "py" if want_http else "-"]
     else:
         http = importlib.import_module("fastmux.http").IMPLEMENTATION if want_http else "-"
-        impls = [_pollers.IMPLEMENTATION, fastmux.reactor.IMPLEMENTATION, http]
+        reactor = importlib.import_module("fastmux.reactor").IMPLEMENTATION
+        impls = [_pollers.IMPLEMENTATION, reactor, http]
     return (fastmux.__version__, os.path.dirname(os.path.realpath(fastmux.__file__)), *impls)
 
 

@@ -13,7 +13,6 @@ from fastmux.http._parser_c cimport HttpRequestParser
 
 
 cdef class HttpProtocol:
-    cdef dict __dict__      # fastmux.servers.shutdown wraps methods per instance
     cdef object __weakref__
     cdef public object _server, _config, _clock, _transport
     cdef public list _hello
