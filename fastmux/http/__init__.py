@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from .._impl import chosen, load_twin
 from .app import load_app
+from .run import serve
 from .static import StaticFiles
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ IMPLEMENTATION: str = chosen("fastmux.http._protocol_c")
 __all__ = [
     "IMPLEMENTATION",
     # serving
+    "serve",
     "HttpServer",
     "HttpConfig",
     "HttpProtocol",

@@ -13,10 +13,11 @@ import argparse
 from typing import Any, Callable, Optional
 
 from . import HttpConfig, HttpServer
+from .access_log import AccessLog
 from .app import load_app
 from .static import StaticFiles
 
-__all__ = ["DEFAULT_PORT", "add_arguments", "make_protocol_factory", "make_server"]
+__all__ = ["DEFAULT_PORT", "add_arguments", "make_protocol_factory", "make_server", "options"]
 
 DEFAULT_PORT = 8080
 TRANSPORT = "stream"
@@ -45,6 +46,9 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--app", metavar="MODULE:CALLABLE",
                         help="answer requests with CALLABLE(request) first; it returns "
                              "(status, headers, body) or None to fall through (see fastmux.http.app)")
+    parser.add_argument("--access-log", metavar="FILE",
+                        help="append a Common Log Format line per response to FILE ('-': standard "
+                             "output); buffered, flushed every second (default: no access log)")
     parser.add_argument("--no-listing", action="store_true", help="with --dir: 403 instead of directory listings")
     parser.add_argument("--index", default="index.html", metavar="NAME",
                         help="with --dir: file served for a directory (default: %(default)s; '' for none)")
@@ -92,8 +96,24 @@ def make_server(args: argparse.Namespace, reactor: Any) -> HttpServer:
     static: Optional[StaticFiles] = None
     if args.dir:
         static = StaticFiles(args.dir, index=args.index, listing=not args.no_listing, inline_max=args.inline_max)
-    app = load_app(args.app) if args.app else None
-    return HttpServer(reactor, config_from_args(args), app=app, static=static).start()
+    app = args.app if callable(args.app) else load_app(args.app) if args.app else None
+    access_log = AccessLog(args.access_log) if args.access_log else None
+    return HttpServer(reactor, config_from_args(args), app=app, static=static, access_log=access_log).start()
+
+
+def options(**given: Any) -> argparse.Namespace:
+    """The options ``fastmux serve http`` would parse, defaults filled in,
+    with ``given`` (by option name: ``dir=``, ``max_body=``...) set; ``app``
+    may be the callable itself."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    opts = parser.parse_args([])
+    unknown = set(given) - set(vars(opts))
+    if unknown:
+        raise TypeError(f"unknown HTTP option(s): {', '.join(sorted(unknown))}")
+    for name, value in given.items():
+        setattr(opts, name, value)
+    return opts
 
 
 def make_protocol_factory(args: argparse.Namespace, reactor: Any, ctx: Any) -> Callable[[], Any]:

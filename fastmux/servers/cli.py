@@ -1,4 +1,4 @@
-"""``fastmux serve KIND``: the options, then ``serving`` or ``supervisor``.
+"""``fastmux serve KIND``: the options, then ``launch.run_kind``.
 
     fastmux serve KIND [--host H] [--port P ...] [--unix PATH ...]
                        [--backend epoll|poll|select] [--edge] [--workers N]
@@ -11,16 +11,13 @@ or ``--backlog``.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from types import ModuleType
 from typing import Any, Callable
 
 from .._subcommands import Filler, add_subcommands
-from ._runtime import reactor_available
 from .kinds import KINDS, default_port, is_datagram, load_kind
-from .serving import open_listeners, print_ready, serve
-from .supervisor import supervise
+from .launch import LaunchError, run_kind, setup_logging
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,37 +85,10 @@ def _common_arguments(parser: argparse.ArgumentParser, mod: ModuleType) -> None:
     g.add_argument("--loop", default="fastmux", choices=("fastmux", "asyncio", "uvloop"), help=argparse.SUPPRESS)
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                        format="%(asctime)s fastmux[%(process)d] %(levelname)s %(message)s")
-
-
 def run(args: argparse.Namespace) -> int:
-    name, mod = args.kind, args.kind_module
-    if args.port is None:
-        args.port = [] if args.unix else [default_port(mod)]
     setup_logging(args.log_level)
-    if args.loop == "fastmux":
-        why = reactor_available()
-        if why is not None:
-            print(f"fastmux serve {name}: fastmux.reactor is not available ({why})", file=sys.stderr)
-            return 2
-    check = getattr(mod, "check_options", None)
-    if check is not None:
-        try:
-            check(args)  # e.g. a menu file or --dir, before any socket or worker exists
-        except ValueError as exc:
-            print(f"fastmux serve {name}: {exc}", file=sys.stderr)
-            return 2
-    if args.workers:
-        return supervise(name, mod, args)
     try:
-        socks = open_listeners(args, mod)
-    except OSError as exc:
-        print(f"fastmux serve {name}: cannot listen: {exc}", file=sys.stderr)
-        return 1
-    try:
-        return serve(name, mod, args, socks, print_ready)
-    except ValueError as exc:  # e.g. a menu file that cannot be used
-        print(f"fastmux serve {name}: {exc}", file=sys.stderr)
-        return 2
+        return run_kind(args.kind, args.kind_module, args)
+    except LaunchError as exc:
+        print(f"fastmux serve {args.kind}: {exc}", file=sys.stderr)
+        return exc.code

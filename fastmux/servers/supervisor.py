@@ -37,7 +37,7 @@ import socket
 import sys
 import time
 from types import ModuleType
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from .. import selectors
 from . import _net
@@ -54,8 +54,10 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD)
 
 
 class Supervisor:
-    def __init__(self, name: str, mod: ModuleType, opts: argparse.Namespace) -> None:
+    def __init__(self, name: str, mod: ModuleType, opts: argparse.Namespace,
+                 on_ready: Callable[[List[str]], None] = print_ready) -> None:
         self.name, self.mod, self.opts = name, mod, opts
+        self.on_ready = on_ready
         self.count = opts.workers
         self.udp = is_datagram(mod)
         self.reserved: List[socket.socket] = []  # parent's bound TCP/UDP sockets
@@ -218,7 +220,7 @@ class Supervisor:
             if self.udp:  # see the module docstring
                 for sock in self.reserved:
                     sock.close()
-            print_ready(addresses)
+            self.on_ready(addresses)
 
     def _reap(self) -> Optional[int]:
         while self.workers:
@@ -308,5 +310,6 @@ def _set_pdeathsig(sig: int) -> None:
         pass
 
 
-def supervise(name: str, mod: ModuleType, opts: argparse.Namespace) -> int:
-    return Supervisor(name, mod, opts).run()
+def supervise(name: str, mod: ModuleType, opts: argparse.Namespace,
+              on_ready: Callable[[List[str]], None] = print_ready) -> int:
+    return Supervisor(name, mod, opts, on_ready).run()
