@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from fastmux.reactor import DatagramProtocol, DatagramTransport
+from fastmux.reactor import DatagramProtocol
 
 TIMEOUT = 10.0
 
@@ -41,9 +41,9 @@ class Dgram(DatagramProtocol):
         self.resumed += 1
 
 
-def test_udp_echo(loop):
+def test_udp_echo(loop, datagram_module):
     server_t, server_p = loop.create_datagram_endpoint(lambda: Dgram(echo=True), local_addr=("127.0.0.1", 0))
-    assert isinstance(server_t, DatagramTransport)
+    assert isinstance(server_t, datagram_module.DatagramTransport)  # the loop's own twin
     addr = server_t.get_extra_info("sockname")
     client_t, client_p = loop.create_datagram_endpoint(Dgram, remote_addr=addr)
     assert loop.run_until(lambda: client_p.transport and server_p.transport, timeout=TIMEOUT)
