@@ -25,7 +25,8 @@ Twins: ``loop``, ``stream``, ``datagram``, ``_transport``, ``_fdcallbacks``
 and ``_fdwatch`` are also compiled, unchanged, each into ``_<name>_c``
 (``stream.py`` -> ``_stream_c``, ``_transport.py`` -> ``_transport_c``),
 typed by its own ``src/fastmux/reactor/_<name>_c.pxd`` (setup.py
-TWIN_MODULES).  A twin only uses siblings of its own kind: where one of
+TWIN_MODULES; the C types come from the .pxd alone, the .py annotations are
+for type checkers).  A twin only uses siblings of its own kind: where one of
 these modules imports another, an ``if cython.compiled:`` branch names the
 ``_c`` module and its ``else`` the .py (Cython resolves the test when it
 compiles; run as Python, ``cython.compiled`` is false), and its .pxd

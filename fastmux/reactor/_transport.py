@@ -28,9 +28,9 @@ except ImportError:  # pragma: no cover - Cython is not a run-time dependency
 from ._errors import is_quiet
 from .handles import Handle
 
-if TYPE_CHECKING:
-    import socket
 if not cython.compiled and TYPE_CHECKING:  # compiled, _transport_c.pxd cimports Reactor
+    import socket
+
     from .loop import Reactor
 
 __all__ = ["BaseTransport", "DEFAULT_HIGH_WATER"]

@@ -151,6 +151,31 @@ def test_unix_datagram_buffering_and_back_pressure(loop, tmp_path):
         peer.close()
 
 
+def test_new_write_buffer_limits_apply_at_once(loop, tmp_path):
+    """As for streams (the transports share them): a high-water mark lowered below
+    what is queued pauses the protocol, one raised above it resumes it."""
+    path = str(tmp_path / "peer.sock")
+    peer = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        peer.bind(path)  # and never reads
+        t, p = loop.create_datagram_endpoint(Dgram, remote_addr=path, family=socket.AF_UNIX)
+        assert loop.run_until(lambda: p.transport, timeout=TIMEOUT)
+        n = 0
+        while t.get_write_buffer_size() < 20000 and n < 100000:
+            t.sendto(b"." * 1000)
+            n += 1
+        assert p.paused == 0  # below the default high-water mark
+        t.set_write_buffer_limits(high=8192)
+        assert (p.paused, p.resumed) == (1, 0)
+        t.set_write_buffer_limits(high=1 << 20)
+        assert (p.paused, p.resumed) == (1, 1)
+        assert t.get_write_buffer_limits() == ((1 << 20) // 4, 1 << 20)
+        t.abort()
+        assert loop.run_until(lambda: p.lost, timeout=TIMEOUT)
+    finally:
+        peer.close()
+
+
 def test_unix_datagram_bound_endpoint(loop, tmp_path):
     path = str(tmp_path / "server.sock")
     t, p = loop.create_datagram_endpoint(lambda: Dgram(echo=True), local_addr=path, family=socket.AF_UNIX)

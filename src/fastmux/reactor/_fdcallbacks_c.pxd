@@ -2,8 +2,8 @@
 # Augmenting declarations for fastmux.reactor._fdcallbacks_c, which is
 # fastmux/reactor/_fdcallbacks.py compiled as it is (see setup.py
 # TWIN_MODULES; the rules of _loop_c.pxd hold here).  The loop's dispatch
-# reaches an entry's _on_io through Python (it is not a transport), which
-# then runs the user's callbacks as C.
+# reaches an entry's _on_io through Python (it is not a transport); from
+# there to the user's callback is C.
 
 
 cdef int EVENT_READ, EVENT_WRITE
