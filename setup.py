@@ -29,13 +29,18 @@ VENDORED = {
 # Pure-Python modules that are also compiled, unchanged, into a twin extension
 # (extension name -> the .py it is compiled from).  The .py stays the one
 # source and the pure-Python fallback; Cython types its hot classes from an
-# augmenting .pxd that it finds by the *extension's* qualified name:
+# augmenting .pxd that it finds by the *extension's* qualified name, e.g.
 # src/fastmux/reactor/_loop_c.pxd (src/ is on the include path; Cython 3
-# needs no __init__.pxd in src/fastmux/reactor for the lookup).
-# fastmux._impl.load_twin() picks the compiled twin at run time.
+# needs no __init__.pxd in src/fastmux/reactor for the lookup).  Every one
+# has its .pxd.  fastmux/reactor/__init__.py says how the twins pick their
+# siblings; fastmux._impl.load_twin() picks the compiled ones at run time.
 TWIN_MODULES = {
     "fastmux.reactor._loop_c": "fastmux/reactor/loop.py",
     "fastmux.reactor._fdwatch_c": "fastmux/reactor/_fdwatch.py",
+    "fastmux.reactor._fdcallbacks_c": "fastmux/reactor/_fdcallbacks.py",
+    "fastmux.reactor._transport_c": "fastmux/reactor/_transport.py",
+    "fastmux.reactor._stream_c": "fastmux/reactor/stream.py",
+    "fastmux.reactor._datagram_c": "fastmux/reactor/datagram.py",
     "fastmux.http._protocol_c": "fastmux/http/protocol.py",
     "fastmux.http._request_c": "fastmux/http/request.py",
     "fastmux.http._response_c": "fastmux/http/response.py",
@@ -47,14 +52,14 @@ def _drop_stale_twin_c_files() -> None:
     """cythonize decides what to regenerate from a source's own dependencies,
     which for loop.py would be a loop.pxd beside it: it never looks at the
     augmenting .pxd found by the extension's name.  So when any .pxd or .h
-    under src/fastmux (that .pxd, or one it cimports) is newer than the
-    generated .c, remove the .c and cythonize makes it again."""
-    for name, source in TWIN_MODULES.items():
+    under src/fastmux (that .pxd, or one it cimports: the reactor's twins
+    cimport each other's) is newer than a twin's generated .c, remove the .c
+    and cythonize makes it again."""
+    deps = glob.glob("src/fastmux/**/*.pxd", recursive=True) + glob.glob("src/fastmux/includes/*.h")
+    newest = max(os.path.getmtime(d) for d in deps)
+    for source in TWIN_MODULES.values():
         c_file = os.path.splitext(source)[0] + ".c"
-        if not os.path.exists(c_file):
-            continue
-        deps = glob.glob("src/fastmux/**/*.pxd", recursive=True) + glob.glob("src/fastmux/includes/*.h")
-        if max(os.path.getmtime(d) for d in deps if os.path.exists(d)) > os.path.getmtime(c_file):
+        if os.path.exists(c_file) and newest > os.path.getmtime(c_file):
             os.remove(c_file)
 
 

@@ -15,17 +15,31 @@
         print("listening on", server.addresses)
         loop.run_forever()
 
-Modules: ``loop`` (the iteration and stream transports: the hot path, with
-the design essay), ``_fdwatch`` (the backend over ``fastmux.selectors``),
-``handles``, ``protocols``, ``servers``, ``connect``, ``datagram``,
-``signals``.
+Modules: ``loop`` (the loop and its iteration, with the design essay),
+``stream`` and ``datagram`` (the transports, on the base in ``_transport``),
+``_fdwatch`` (the backend over ``fastmux.selectors``), ``_fdcallbacks``
+(``add_reader``/``add_writer``), ``handles``, ``protocols``, ``servers``,
+``connect``, ``signals``.
 
-``loop.py`` is also compiled, unchanged, into ``_loop_c`` (typed by
-``src/fastmux/reactor/_loop_c.pxd``); ``Reactor`` and ``StreamTransport``
-come from that twin unless ``fastmux._impl`` wants the pure-Python fallback
-(``FASTMUX_NO_EXTENSIONS=1``, off CPython or Linux) or it was not built.
-``IMPLEMENTATION`` says which: ``"c"`` or ``"py"``.  The other modules reach
-the loop only through a reactor instance, so either twin drives them.
+Twins: ``loop``, ``stream``, ``datagram``, ``_transport``, ``_fdcallbacks``
+and ``_fdwatch`` are also compiled, unchanged, each into ``_<name>_c``
+(``stream.py`` -> ``_stream_c``, ``_transport.py`` -> ``_transport_c``),
+typed by its own ``src/fastmux/reactor/_<name>_c.pxd`` (setup.py
+TWIN_MODULES; the C types come from the .pxd alone, the .py annotations are
+for type checkers).  A twin only uses siblings of its own kind: where one of
+these modules imports another, an ``if cython.compiled:`` branch names the
+``_c`` module and its ``else`` the .py (Cython resolves the test when it
+compiles; run as Python, ``cython.compiled`` is false), and its .pxd
+cimports the compiled siblings' types, so calls between them (the loop into
+a transport, a transport into the loop, a transport into its base class)
+stay C calls.  ``Reactor``, ``StreamTransport`` and ``DatagramTransport``
+below come from the compiled twins unless ``fastmux._impl`` wants the
+pure-Python fallback (``FASTMUX_NO_EXTENSIONS=1``, off CPython or Linux)
+or they were not built; ``IMPLEMENTATION`` says which: ``"c"`` or ``"py"``.
+The other modules are plain Python that reach the loop only through a
+reactor instance, so either twin drives them.  After editing a twin's .py
+or .pxd, rebuild (``python setup.py build_ext --inplace``):
+``tests/reactor/test_twin.py`` fails on a stale compiled twin.
 """
 from __future__ import annotations
 
@@ -33,15 +47,21 @@ from typing import TYPE_CHECKING
 
 from .._impl import chosen, load_twin
 from ._fdwatch import available_backends
-from .datagram import DatagramTransport
 from .handles import Handle, TimerHandle
 
 if TYPE_CHECKING:
-    from .loop import Reactor, StreamTransport
+    from .datagram import DatagramTransport
+    from .loop import Reactor
+    from .stream import StreamTransport
 else:
     _loop = load_twin("fastmux.reactor._loop_c", "fastmux.reactor.loop")
     Reactor = _loop.Reactor
-    StreamTransport = _loop.StreamTransport
+    if _loop.__name__.endswith("_c"):  # the transports that this loop twin makes
+        from ._datagram_c import DatagramTransport
+        from ._stream_c import StreamTransport
+    else:
+        from .datagram import DatagramTransport
+        from .stream import StreamTransport
 
 IMPLEMENTATION: str = chosen("fastmux.reactor._loop_c")
 from .protocols import (

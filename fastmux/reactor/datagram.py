@@ -4,7 +4,7 @@ Reading takes up to ``DGRAM_BUDGET`` datagrams per wake-up (one ``epoll_wait``
 amortised over a burst; then the other fds get their turn).
 Level-triggered, the kernel reports the rest next iteration;
 edge-triggered, the endpoint drains to EAGAIN under that budget and
-re-queues itself, like stream transports (see the essay in ``loop.py``).
+re-queues itself, like stream transports (see the essay in ``loop``).
 
 ``sendto`` sends at once and queues only when the socket buffer is full
 (the queue is flushed in order when the socket is writable, with the same
@@ -15,59 +15,49 @@ unreachable host...) and send errors go to ``protocol.error_received(exc)``
 and the endpoint stays open.  A protocol whose ``datagram_received`` raises
 is reported through the exception handler and the endpoint stays open too:
 it is shared by all peers, and one bad datagram should not end it.
+
+Compiled into ``_datagram_c`` (typed by ``src/fastmux/reactor/_datagram_c.pxd``)
+on the compiled ``_transport_c.BaseTransport``, like ``stream``.
 """
 from __future__ import annotations
 
-import collections
-import logging
 import socket
-from typing import Any, Callable, Deque, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple
+
+try:
+    import cython  # compiled: Cython's compile-time module; pure: Cython's shadow module, if installed
+except ImportError:  # pragma: no cover - Cython is not a run-time dependency
+    from . import _cython_shim as cython
 
 from ._errors import is_quiet
-from ._fdwatch import EPOLLET, EVENT_READ, EVENT_WRITE
+
+if cython.compiled:  # the compiled twin's siblings; _datagram_c.pxd cimports BaseTransport
+    from ._fdwatch_c import EPOLLET, EVENT_READ, EVENT_WRITE
+else:
+    from ._fdwatch import EPOLLET, EVENT_READ, EVENT_WRITE
+    from ._transport import BaseTransport
 from .handles import Handle
+
+if TYPE_CHECKING:
+    from .loop import Reactor
 
 __all__ = ["DatagramTransport", "create_datagram_endpoint"]
 
-logger = logging.getLogger("fastmux.reactor")
-
 DGRAM_BUDGET = 32
 MAX_DGRAM = 65536 + 256
-DEFAULT_HIGH_WATER = 64 * 1024
 
 
-class DatagramTransport:
-    """A UDP or Unix datagram socket."""
+class DatagramTransport(BaseTransport):
+    """A UDP or Unix datagram socket; its write queue holds ``(data, addr)`` pairs."""
 
-    __slots__ = (
-        "_loop", "_watch", "_sock", "_fd", "_protocol", "_datagram_received", "_address", "_extra", "_events",
-        "_wq", "_wsize", "_high", "_low", "_proto_paused", "_closing", "_conn_lost", "_made", "_sock_gone",
-        "_io_requeued", "_edge", "_lost_handle", "__weakref__",
-    )
+    __slots__ = ("_datagram_received", "_address", "_edge")
 
-    def __init__(self, loop: Any, sock: socket.socket, protocol: Any, address: Any = None) -> None:
-        self._loop = loop
-        self._watch = loop._watch
-        self._sock = sock
-        self._fd = sock.fileno()
-        self._protocol = protocol
-        self._datagram_received: Any = None
+    def __init__(self, loop: Reactor, sock: socket.socket, protocol: Any, address: Any = None) -> None:
+        super().__init__(loop, protocol)
+        self._datagram_received: Any = None  # the protocol's, looked up once it is started
         self._address = address  # the connected peer, if any
-        self._extra: Optional[Dict[str, Any]] = None
-        self._events = 0
-        self._wq: Deque[Tuple[bytes, Any]] = collections.deque()
-        self._wsize = 0
-        self._high = DEFAULT_HIGH_WATER
-        self._low = DEFAULT_HIGH_WATER // 4
-        self._proto_paused = False
-        self._closing = False
-        self._conn_lost = False
-        self._made = False
-        self._sock_gone = False
-        self._io_requeued = False
         self._edge = loop._edge
-        self._lost_handle: Optional[Handle] = None
-        loop._owners[self._fd] = self
+        self._own(sock)
 
     def __repr__(self) -> str:
         state = "closed" if self._conn_lost else ("closing" if self._closing else "open")
@@ -97,7 +87,7 @@ class DatagramTransport:
         if self._edge:
             if not self._events:
                 self._events = EVENT_READ | EVENT_WRITE
-                self._register(self._watch.register, EPOLLET)
+                self._register(EPOLLET)
             return
         ev = (0 if self._closing else EVENT_READ) | (EVENT_WRITE if self._wq else 0)
         old = self._events
@@ -105,7 +95,7 @@ class DatagramTransport:
             return
         self._events = ev
         if old == 0:
-            self._register(self._watch.register, 0)
+            self._register(0)
         elif ev == 0:
             self._watch.unregister(self._fd)
         else:
@@ -113,14 +103,14 @@ class DatagramTransport:
                 self._watch.modify(self._fd, ev, self)
             except OSError as exc:
                 self._events = 0
-                self._fatal_error(exc)
+                self._fatal_error(exc, "registering with the selector")
 
-    def _register(self, register: Callable[..., Any], flags: int) -> None:
+    def _register(self, flags: int) -> None:
         try:
-            register(self._fd, self._events, self, flags)
+            self._watch.register(self._fd, self._events, self, flags)
         except OSError as exc:
             self._events = 0
-            self._fatal_error(exc)
+            self._fatal_error(exc, "registering with the selector")
 
     # -- I/O -------------------------------------------------------------------------
 
@@ -148,7 +138,7 @@ class DatagramTransport:
                 if is_quiet(exc):  # an ICMP error queued on the socket: tell, and go on
                     self._error_received(exc)
                     continue
-                self._fatal_error(exc)
+                self._fatal_error(exc, "recvfrom")
                 return
             try:
                 self._datagram_received(data, addr)
@@ -185,8 +175,7 @@ class DatagramTransport:
         self._wsize += len(data)
         self._update()
         if self._wsize > self._high and not self._proto_paused:
-            self._proto_paused = True
-            self._call_protocol("pause_writing")
+            self._pause_protocol()
 
     def _write_ready(self) -> None:
         wq = self._wq
@@ -210,8 +199,7 @@ class DatagramTransport:
             wq.popleft()
             self._wsize -= len(data)
         if self._proto_paused and self._wsize <= self._low:
-            self._proto_paused = False
-            self._call_protocol("resume_writing")
+            self._resume_protocol()
         if not wq:
             if self._closing:
                 self._force_close(None)
@@ -225,47 +213,7 @@ class DatagramTransport:
             self._loop.call_exception_handler({"message": "protocol.error_received() failed", "exception": err,
                                                "transport": self, "protocol": self._protocol})
 
-    def _call_protocol(self, name: str) -> None:
-        try:
-            getattr(self._protocol, name)()
-        except Exception as exc:
-            self._loop.call_exception_handler({"message": f"protocol.{name}() failed", "exception": exc,
-                                               "transport": self, "protocol": self._protocol})
-
     # -- the rest of the API -----------------------------------------------------------
-
-    def close(self) -> None:
-        """Stop receiving, send what is queued, then close; ``connection_lost(None)`` follows."""
-        if self._closing:
-            return
-        self._closing = True
-        self._update()
-        if not self._wq:
-            self._force_close(None)
-
-    def abort(self) -> None:
-        self._force_close(None)
-
-    def is_closing(self) -> bool:
-        return self._closing
-
-    def get_write_buffer_size(self) -> int:
-        return self._wsize
-
-    def set_write_buffer_limits(self, high: Optional[int] = None, low: Optional[int] = None) -> None:
-        if high is None:
-            high = DEFAULT_HIGH_WATER if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
-        self._high, self._low = high, low
-
-    def get_write_buffer_limits(self) -> Tuple[int, int]:
-        return (self._low, self._high)
-
-    def get_protocol(self) -> Any:
-        return self._protocol
 
     def set_protocol(self, protocol: Any) -> None:
         self._protocol = protocol
@@ -285,54 +233,9 @@ class DatagramTransport:
                 return default
         return default
 
-    def _fatal_error(self, exc: BaseException) -> None:
-        if not is_quiet(exc):
-            self._loop.call_exception_handler({"message": "Fatal error on datagram transport", "exception": exc,
-                                               "transport": self, "protocol": self._protocol})
-        self._force_close(exc)
-
-    def _io_lost(self, exc: OSError) -> None:
-        self._events = 0
-        self._sock_gone = True
-        self._fatal_error(exc)
-
-    def _force_close(self, exc: Optional[BaseException]) -> None:
-        if self._conn_lost:
-            return
-        self._conn_lost = True
-        self._closing = True
-        self._wq.clear()
-        self._wsize = 0
-        if self._events:
-            self._events = 0
-            self._watch.unregister(self._fd)
-        h = self._lost_handle = Handle(self._call_connection_lost, (exc,))
-        self._loop._ready.append(h)
-
-    def _call_connection_lost(self, exc: Optional[BaseException]) -> None:
-        self._lost_handle = None
-        try:
-            if self._made:
-                self._protocol.connection_lost(exc)
-        finally:
-            owners = self._loop._owners
-            if owners.get(self._fd) is self:
-                del owners[self._fd]
-            if self._sock_gone:
-                self._sock.detach()
-            else:
-                self._sock.close()
-            self._protocol = None
-            self._datagram_received = None
-
-    def _close_now(self) -> None:
-        if not self._conn_lost:
-            self._force_close(None)
-        h = self._lost_handle
-        if h is not None and not h._cancelled:
-            args = h._args
-            h.cancel()
-            self._call_connection_lost(*args)  # type: ignore[misc]
+    def _release(self) -> None:
+        super()._release()
+        self._datagram_received = None
 
 
 def _resolve(addr: Any, family: int, passive: bool) -> list:

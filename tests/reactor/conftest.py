@@ -1,8 +1,9 @@
 """Fixtures for the reactor suite.
 
 ``loop`` is parametrized over the reactor's implementation (the compiled
-twin ``fastmux.reactor._loop_c``, id prefix ``cloop``, or the pure-Python
-``fastmux.reactor.loop``, ``pyloop``), the selector implementation (``c``
+twins, ``fastmux.reactor._loop_c`` and its compiled siblings, id prefix
+``cloop``, or the pure-Python ``fastmux.reactor.loop`` and its siblings,
+``pyloop``; see ``fastmux.reactor``), the selector implementation (``c``
 compiled, ``py`` pure Python) and the backend: ``epoll``, ``epoll-edge``
 (edge-triggered transports; skipped only when the selector has no flag
 support), ``poll`` and ``select``; e.g. ``cloop-py-epoll-edge``.  Tests that
@@ -49,6 +50,15 @@ def loop_module_of(reactor: Any) -> ModuleType:
     return sys.modules[type(reactor).__module__]
 
 
+def twin_module_of(reactor: Any, name: str) -> ModuleType:
+    """The module ``name`` (``"stream"``, ``"datagram"``...) of ``reactor``'s own
+    twin: ``fastmux.reactor._stream_c`` for a compiled reactor, else
+    ``fastmux.reactor.stream``.  Patch its globals, check types against it."""
+    if type(reactor).__module__.endswith("_c"):
+        return importlib.import_module(f"fastmux.reactor._{name.lstrip('_')}_c")
+    return importlib.import_module(f"fastmux.reactor.{name}")
+
+
 def make_reactor(loop_impl: str, impl: str, backend: str, edge: bool) -> Reactor:
     reactor_cls = importlib.import_module(LOOP_MODULES[loop_impl]).Reactor
     mod = importlib.import_module(f"fastmux._selectors_{impl}")
@@ -88,6 +98,18 @@ def edge_loop(request) -> Reactor:
 def loop_module(loop) -> ModuleType:
     """The twin module that ``loop`` comes from (``_loop_c`` or ``loop``)."""
     return loop_module_of(loop)
+
+
+@pytest.fixture
+def stream_module(loop) -> ModuleType:
+    """The stream transports of ``loop``'s twin (``_stream_c`` or ``stream``)."""
+    return twin_module_of(loop, "stream")
+
+
+@pytest.fixture
+def datagram_module(loop) -> ModuleType:
+    """The datagram transport of ``loop``'s twin (``_datagram_c`` or ``datagram``)."""
+    return twin_module_of(loop, "datagram")
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from fastmux.reactor import DatagramProtocol, DatagramTransport
+from fastmux.reactor import DatagramProtocol
 
 TIMEOUT = 10.0
 
@@ -41,9 +41,9 @@ class Dgram(DatagramProtocol):
         self.resumed += 1
 
 
-def test_udp_echo(loop):
+def test_udp_echo(loop, datagram_module):
     server_t, server_p = loop.create_datagram_endpoint(lambda: Dgram(echo=True), local_addr=("127.0.0.1", 0))
-    assert isinstance(server_t, DatagramTransport)
+    assert isinstance(server_t, datagram_module.DatagramTransport)  # the loop's own twin
     addr = server_t.get_extra_info("sockname")
     client_t, client_p = loop.create_datagram_endpoint(Dgram, remote_addr=addr)
     assert loop.run_until(lambda: client_p.transport and server_p.transport, timeout=TIMEOUT)
@@ -146,6 +146,31 @@ def test_unix_datagram_buffering_and_back_pressure(loop, tmp_path):
         assert [int(g[:8]) for g in got] == list(range(n))
         assert p.resumed == 1 and t.get_write_buffer_size() == 0
         t.close()
+        assert loop.run_until(lambda: p.lost, timeout=TIMEOUT)
+    finally:
+        peer.close()
+
+
+def test_new_write_buffer_limits_apply_at_once(loop, tmp_path):
+    """As for streams (the transports share them): a high-water mark lowered below
+    what is queued pauses the protocol, one raised above it resumes it."""
+    path = str(tmp_path / "peer.sock")
+    peer = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        peer.bind(path)  # and never reads
+        t, p = loop.create_datagram_endpoint(Dgram, remote_addr=path, family=socket.AF_UNIX)
+        assert loop.run_until(lambda: p.transport, timeout=TIMEOUT)
+        n = 0
+        while t.get_write_buffer_size() < 20000 and n < 100000:
+            t.sendto(b"." * 1000)
+            n += 1
+        assert p.paused == 0  # below the default high-water mark
+        t.set_write_buffer_limits(high=8192)
+        assert (p.paused, p.resumed) == (1, 0)
+        t.set_write_buffer_limits(high=1 << 20)
+        assert (p.paused, p.resumed) == (1, 1)
+        assert t.get_write_buffer_limits() == ((1 << 20) // 4, 1 << 20)
+        t.abort()
         assert loop.run_until(lambda: p.lost, timeout=TIMEOUT)
     finally:
         peer.close()

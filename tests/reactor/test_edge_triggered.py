@@ -12,8 +12,8 @@ import pytest
 
 import fastmux.selectors as fsel
 from fastmux.reactor import Protocol, Reactor
-from fastmux.reactor import loop as loop_module
 from fastmux.reactor import servers as servers_module
+from fastmux.reactor.stream import READ_BUDGET
 
 TIMEOUT = 10.0
 
@@ -42,10 +42,10 @@ class PerIteration(Protocol):
 
 
 @pytest.fixture
-def small_reads(monkeypatch, loop_module):
+def small_reads(monkeypatch, stream_module):
     """Make recv small so that a modest amount of data outlasts the read budget
     (transports read MAX_READ of the loop's own twin when they are made)."""
-    monkeypatch.setattr(loop_module, "MAX_READ", 256)
+    monkeypatch.setattr(stream_module, "MAX_READ", 256)
 
 
 def test_budget_exhausted_fd_is_requeued_without_new_edges(loop, socketpair, small_reads):
@@ -55,12 +55,12 @@ def test_budget_exhausted_fd_is_requeued_without_new_edges(loop, socketpair, sma
     p = PerIteration(loop)
     loop.create_connection(lambda: p, sock=a)
     assert loop.run_until(lambda: p.transport is not None, timeout=TIMEOUT)
-    n = 256 * loop_module.READ_BUDGET * 5
+    n = 256 * READ_BUDGET * 5
     b.sendall(b"z" * n)  # fits in the socket buffer; no more sends after this
     assert loop.run_until(lambda: len(p.data) == n, timeout=TIMEOUT)
-    assert max(p.per_iter.values()) <= loop_module.READ_BUDGET
+    assert max(p.per_iter.values()) <= READ_BUDGET
     if loop.edge:
-        assert max(p.per_iter.values()) == loop_module.READ_BUDGET
+        assert max(p.per_iter.values()) == READ_BUDGET
     p.transport.abort()
 
 
@@ -110,7 +110,7 @@ def test_flooding_peer_does_not_starve_the_others(loop, socketpair, small_reads)
         flood.transport.abort()
         loop.run_until(lambda: False, timeout=0.01)
         t.join(TIMEOUT)
-    assert max(flood.per_iter.values()) <= loop_module.READ_BUDGET
+    assert max(flood.per_iter.values()) <= READ_BUDGET
     quiet.transport.abort()
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from fastmux.benchmarks.load.harness import free_port
 from fastmux.reactor import Protocol
-from fastmux.reactor import loop as loop_module
+from fastmux.reactor import stream as pure_stream
 
 TIMEOUT = 10.0
 BIG = 4 * 1024 * 1024
@@ -69,12 +69,12 @@ def connected(loop, socketpair, protocol, sink=True):
     return transport, (Sink(loop, b) if sink else b)
 
 
-def test_echo_server_and_client(loop, loop_module, recorder):
+def test_echo_server_and_client(loop, loop_module, stream_module, recorder):
     server = loop.create_server(lambda: recorder(echo=True), "127.0.0.1", 0)
     client = recorder()
     transport, proto = loop.create_connection(lambda: client, "127.0.0.1", server.port)
     assert proto is client
-    assert isinstance(transport, loop_module.StreamTransport)  # the loop's own twin
+    assert isinstance(transport, stream_module.StreamTransport)  # the loop's own twin
     assert type(loop) is loop_module.Reactor
     transport.write(b"hello ")
     transport.write(b"world")
@@ -313,10 +313,10 @@ def test_sendfile_head_goes_out_in_one_segment_with_the_file(loop, tcp_pair, rec
 
 
 @pytest.mark.parametrize("copy", [False, True], ids=["sendfile", "pread-fallback"])
-def test_sendfile_large_ordered_with_writes_file_closed_early(loop, loop_module, socketpair, recorder, closing,
+def test_sendfile_large_ordered_with_writes_file_closed_early(loop, stream_module, socketpair, recorder, closing,
                                                              monkeypatch, copy):
     if copy:
-        monkeypatch.setattr(loop_module, "_sigpipe_ignored", lambda: False)  # the loop's own twin
+        monkeypatch.setattr(stream_module, "_sigpipe_ignored", lambda: False)  # the loop's own twin
     data = pattern(3 * 1024 * 1024 + 7, seed=5)
     f = tempfile.TemporaryFile()
     f.write(data)
@@ -643,7 +643,7 @@ SIGPIPE_CHILD = textwrap.dedent("""
 
 @pytest.mark.parametrize("backend", ["epoll", "poll"])
 def test_sigpipe_never_kills(backend):
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(loop_module.__file__))))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(pure_stream.__file__))))
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run([sys.executable, "-c", SIGPIPE_CHILD, backend], capture_output=True, text=True,
                           timeout=60, env=env)
