@@ -80,6 +80,11 @@ from .errors import (
     HttpParserUpgrade,
 )
 
+try:
+    import cython  # compiled: Cython's compile-time module; pure: Cython's shadow module, if installed
+except ImportError:  # pragma: no cover - Cython is not a run-time dependency
+    from ..reactor import _cython_shim as cython
+
 from .._impl import load_twin
 from .access_log import AccessLog
 from .app import App
@@ -91,8 +96,11 @@ __all__ = ["HttpConfig", "HttpProtocol", "HttpServer", "RequestParser"]
 # httptools' parser, or its compiled twin on the same llhttp with feed_hello.
 RequestParser: type = load_twin("fastmux.http._parser_c", "httptools").HttpRequestParser
 render = load_twin("fastmux.http._app_c", "fastmux.http.app").render
-_request = load_twin("fastmux.http._request_c", "fastmux.http.request")
-Request, split_target = _request.Request, _request.split_target
+if cython.compiled:  # cimported by _protocol_c.pxd: the protocol builds Requests in C
+    from ._request_c import Request, split_target
+else:  # the compiled twins where they are built, as fastmux.http exports them
+    _request = load_twin("fastmux.http._request_c", "fastmux.http.request")
+    Request, split_target = _request.Request, _request.split_target
 _response = load_twin("fastmux.http._response_c", "fastmux.http.response")
 Clock, simple_response = _response.Clock, _response.simple_response
 

@@ -217,6 +217,19 @@ def test_split_target():
     assert split_target(b"*") == (b"*", b"")
 
 
+@pytest.mark.parametrize("impl", implementations("fastmux.http._request_c"))
+def test_request_fields_on_both_twins(impl):
+    mod = importlib.import_module({"c": "fastmux.http._request_c", "py": "fastmux.http.request"}[impl])
+    headers = [(b"Host", b"h"), (b"X-Abc", b"1"), (b"x-abD", b"2"), (b"X-\xc9T\xc9", b"\xff")]
+    req = mod.Request("GET", b"/a%20b/%C3%A9?q=%20", "1.1", headers)
+    assert req.path == "/a b/\u00e9" and req.raw_path == b"/a%20b/%C3%A9" and req.query == "q=%20"
+    assert mod.Request("GET", b"/caf\xc3\xa9+x", "1.1", []).path == "/caf\u00c3\u00a9+x"  # no '%': as sent
+    assert req.get_header("x-abd") == "2" and req.get_header("X-ABC") == "1" and req.get_header("x-ab") is None
+    assert req.get_raw_header(b"x-\xc9t\xc9") == b"\xff"
+    assert req.get_raw_header(b"x-\xe9t\xe9") is None  # only ASCII letters fold, as bytes.lower
+    assert req.headers[3] == ("X-\u00c9T\u00c9", "\u00ff") and req.keep_alive and req.raw_trailers == []
+
+
 def test_load_app(tmp_path, monkeypatch):
     (tmp_path / "myapp_for_test.py").write_text("class Box:\n    def app(req):\n        return None\n")
     monkeypatch.chdir(tmp_path)
