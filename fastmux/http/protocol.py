@@ -95,10 +95,11 @@ __all__ = ["HttpConfig", "HttpProtocol", "HttpServer", "RequestParser"]
 
 # httptools' parser, or its compiled twin on the same llhttp with feed_hello.
 RequestParser: type = load_twin("fastmux.http._parser_c", "httptools").HttpRequestParser
-render = load_twin("fastmux.http._app_c", "fastmux.http.app").render
-if cython.compiled:  # cimported by _protocol_c.pxd: the protocol builds Requests in C
+if cython.compiled:  # cimported by _protocol_c.pxd: the protocol builds Requests and renders in C
+    from ._app_c import render
     from ._request_c import Request, split_target
 else:  # the compiled twins where they are built, as fastmux.http exports them
+    render = load_twin("fastmux.http._app_c", "fastmux.http.app").render
     _request = load_twin("fastmux.http._request_c", "fastmux.http.request")
     Request, split_target = _request.Request, _request.split_target
 _response = load_twin("fastmux.http._response_c", "fastmux.http.response")

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from fastmux._impl import implementations
+import fastmux.http
+from fastmux._impl import implementations, load_twin
 from fastmux.http.app import load_app
 from fastmux.http.request import Request, split_target
 from fastmux.http.static import StaticFiles
@@ -246,8 +247,12 @@ def test_load_app(tmp_path, monkeypatch):
 
 
 # render() of both twins of app.py (and response.py under it): the compiled
-# one is what the protocol calls in a compiled build.
+# one is what the protocol calls in a compiled build.  Both are given the
+# Request and Clock twins the protocol uses (the compiled render reads them
+# as C types).
 APP_TWINS = {"c": "fastmux.http._app_c", "py": "fastmux.http.app"}
+TwinRequest = fastmux.http.Request
+Clock = load_twin("fastmux.http._response_c", "fastmux.http.response").Clock
 RESULTS = [
     (200, [("Content-Type", "text/plain; charset=utf-8")], b"Hello, World"),
     (200, [("Content-Type", "application/json")], '{"path": "/\u00e9"}'),
@@ -264,15 +269,13 @@ RESULTS = [
 
 
 def _render_all(module, clock, method="GET", conn=0):
-    req = Request(method, b"/", "1.1", [])
+    req = TwinRequest(method, b"/", "1.1", [])
     return [module.render(result, req, clock, conn) for result in RESULTS]
 
 
 @pytest.mark.parametrize("twin", implementations("fastmux.http._app_c"))
 @pytest.mark.parametrize("method,conn", [("GET", 0), ("HEAD", 0), ("GET", 1)])
 def test_render_twins_agree_and_cached_heads_change_nothing(twin, method, conn):
-    from fastmux.http.response import Clock
-
     pure = importlib.import_module(APP_TWINS["py"])
     module = importlib.import_module(APP_TWINS[twin])
     clock = Clock()
@@ -288,12 +291,10 @@ def test_render_twins_agree_and_cached_heads_change_nothing(twin, method, conn):
 
 @pytest.mark.parametrize("twin", implementations("fastmux.http._app_c"))
 def test_cached_heads_carry_the_current_date(twin):
-    from fastmux.http.response import Clock
-
     module = importlib.import_module(APP_TWINS[twin])
     clock = Clock()
     clock.refresh(1_700_000_000.0)
-    req = Request("GET", b"/", "1.1", [])
+    req = TwinRequest("GET", b"/", "1.1", [])
     result = (200, [("Content-Type", "text/plain")], b"x")
     assert b"22:13:20 GMT" in module.render(result, req, clock, 0)
     clock.refresh(1_700_000_001.0)
@@ -313,11 +314,9 @@ class _Counter:
 
 @pytest.mark.parametrize("twin", implementations("fastmux.http._app_c"))
 def test_heads_of_other_values_are_not_cached(twin):
-    from fastmux.http.response import Clock
-
     module = importlib.import_module(APP_TWINS[twin])
     clock = Clock()
-    req = Request("GET", b"/", "1.1", [])
+    req = TwinRequest("GET", b"/", "1.1", [])
     value = _Counter()
     assert b"X-N: 1\r\n" in module.render((200, [("X-N", value)], b""), req, clock, 0)
     assert b"X-N: 2\r\n" in module.render((200, [("X-N", value)], b""), req, clock, 0)

@@ -10,6 +10,7 @@
 # is ``public`` (tests and the shutdown registry read them), flags are
 # ``bint`` and counts ``Py_ssize_t``.
 from fastmux.http._parser_c cimport HttpRequestParser, RequestSink
+from fastmux.http._app_c cimport render
 from fastmux.http._request_c cimport Request, split_target
 
 
