@@ -47,8 +47,8 @@ else:
     HttpServer = _protocol.HttpServer
     # What the protocol uses: the compiled twins of request.py and app.py
     # where they are built, so an application's Request is this class.
-    Request = _protocol.Request
-    render = _protocol.render
+    Request = load_twin("fastmux.http._request_c", "fastmux.http.request").Request
+    render = load_twin("fastmux.http._app_c", "fastmux.http.app").render
 
 IMPLEMENTATION: str = chosen("fastmux.http._protocol_c")
 

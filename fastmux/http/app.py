@@ -46,14 +46,23 @@ import os
 import sys
 from typing import Any, Callable
 
+try:
+    import cython  # compiled: Cython's compile-time module; pure: Cython's shadow module, if installed
+except ImportError:  # pragma: no cover - Cython is not a run-time dependency
+    from ..reactor import _cython_shim as cython
+
 from .._impl import load_twin
-from .request import Request
-from .response import Clock
 from .static import FileSend, Reply, content_type_for
 
 _response = load_twin("fastmux.http._response_c", "fastmux.http.response")
-encode_headers, head_end, head_start = _response.encode_headers, _response.head_end, _response.head_start
-simple_response = _response.simple_response
+encode_headers, simple_response = _response.encode_headers, _response.simple_response
+if cython.compiled:  # cimported by _app_c.pxd: C calls, C fields
+    from ._request_c import Request
+    from ._response_c import Clock, head_end, head_start
+else:  # the twins the protocol uses (see fastmux.http.protocol)
+    Request = load_twin("fastmux.http._request_c", "fastmux.http.request").Request
+    Clock = _response.Clock
+    head_end, head_start = _response.head_end, _response.head_start
 
 __all__ = ["App", "load_app", "render"]
 
@@ -132,8 +141,10 @@ def render(result: Any, req: Request, clock: Clock, conn: int) -> Reply:
                 opening = clock.heads.get(key)
                 if opening is not None:
                     data = body.encode("utf-8") if kind is str else body
-                    head = opening + head_end(len(data), conn)
-                    return head if req.method == "HEAD" else head + data
+                    end = head_end(len(data), conn)
+                    if req.method == "HEAD":
+                        return opening + end
+                    return b"".join((opening, end, data))  # one copy of each part
     if type(result) is not tuple and (isinstance(result, os.PathLike) or hasattr(result, "fileno")):
         result = (200, (), result)  # a file alone (a file object would otherwise unpack as lines)
     try:
@@ -144,7 +155,7 @@ def render(result: Any, req: Request, clock: Clock, conn: int) -> Reply:
         pairs = list(headers.items() if isinstance(headers, dict) else headers or ())
         extra, names = encode_headers(pairs)
         if not _DROP.isdisjoint(names):
-            extra, names = encode_headers(p for p, n in zip(pairs, names) if n not in _DROP)
+            extra, names = encode_headers([p for p, n in zip(pairs, names) if n not in _DROP])
     except Exception:
         log.exception("bad response from application for %r: %r", req, result)
         return simple_response(clock, 500, conn, req.method == "HEAD")

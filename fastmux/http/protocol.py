@@ -80,6 +80,11 @@ from .errors import (
     HttpParserUpgrade,
 )
 
+try:
+    import cython  # compiled: Cython's compile-time module; pure: Cython's shadow module, if installed
+except ImportError:  # pragma: no cover - Cython is not a run-time dependency
+    from ..reactor import _cython_shim as cython
+
 from .._impl import load_twin
 from .access_log import AccessLog
 from .app import App
@@ -90,9 +95,13 @@ __all__ = ["HttpConfig", "HttpProtocol", "HttpServer", "RequestParser"]
 
 # httptools' parser, or its compiled twin on the same llhttp with feed_hello.
 RequestParser: type = load_twin("fastmux.http._parser_c", "httptools").HttpRequestParser
-render = load_twin("fastmux.http._app_c", "fastmux.http.app").render
-_request = load_twin("fastmux.http._request_c", "fastmux.http.request")
-Request, split_target = _request.Request, _request.split_target
+if cython.compiled:  # cimported by _protocol_c.pxd: the protocol builds Requests and renders in C
+    from ._app_c import render
+    from ._request_c import Request, split_target
+else:  # the compiled twins where they are built, as fastmux.http exports them
+    render = load_twin("fastmux.http._app_c", "fastmux.http.app").render
+    _request = load_twin("fastmux.http._request_c", "fastmux.http.request")
+    Request, split_target = _request.Request, _request.split_target
 _response = load_twin("fastmux.http._response_c", "fastmux.http.response")
 Clock, simple_response = _response.Clock, _response.simple_response
 
@@ -261,7 +270,8 @@ class HttpProtocol:
 
     __slots__ = (
         "_server", "_config", "_clock", "_hello", "_transport", "_write", "_parser", "_feed", "_hello_parser",
-        "_url", "_headers", "_trailers", "_body", "_body_len", "_head_bytes", "_in_body", "_expect",
+        "_url", "_headers", "_trailers", "_method", "_version", "_keep_alive",
+        "_body", "_body_len", "_head_bytes", "_in_body", "_expect",
         "_fast", "_fast_ok", "_careful", "_closing", "_lingering", "_eof", "_draining",
         "_queue", "_deferred", "_in_drain", "_writing_paused", "_reading_paused", "_wprogress",
         "_nreq", "_tkey", "_tsince", "_peer", "_sendfile", "_native_files", "_keep_body", "_small", "_access",
@@ -282,6 +292,10 @@ class HttpProtocol:
         # The request being parsed.
         self._url = b""
         self._headers: List[Tuple[bytes, bytes]] = []
+        # What the parser said of it when its head was whole (_head_done).
+        self._method = b""
+        self._version = ""
+        self._keep_alive = False
         self._body: List[bytes] = []
         self._body_len = 0
         self._head_bytes = 0  # bytes read while a head is incomplete (see _partial)
@@ -357,10 +371,10 @@ class HttpProtocol:
         if len(data) > self._small:
             self._data_careful(data)
             return
-        if self._fast and self._hello_parser is not None:
+        if self._hello_parser is not None:
             # compiled: a C call (the attribute is typed in _protocol_c.pxd).
             # The error comes back as a value: no try block on this path.
-            exc = self._hello_parser.feed_hello(data, self._hello)
+            exc = self._hello_parser.feed_hello(data, self._hello if self._fast else None)
             if exc is not None:
                 self._feed_failed(exc, data)
         else:
@@ -451,12 +465,21 @@ class HttpProtocol:
             self._transport.abort()
 
     # -- parser callbacks (httptools) -----------------------------------------
+    # Each hands its event to the method after it, which the compiled parser
+    # calls directly, as C, when the protocol is compiled too (it is then a
+    # fastmux.http._parser_c.RequestSink): no Python call per request.
 
     def on_url(self, url: bytes) -> None:
+        self._add_url(url)
+
+    def _add_url(self, url: bytes) -> None:
         # llhttp may deliver the target in pieces when it spans reads.
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._add_header(name, value)
+
+    def _add_header(self, name: bytes, value: bytes) -> None:
         # llhttp drops the OWS before a value, not after it (RFC 9110 5.5:
         # neither is part of the value).
         if value and (value[-1] == 32 or value[-1] == 9):
@@ -467,9 +490,18 @@ class HttpProtocol:
             self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        parser = self._parser
+        self._head_done(
+            parser.get_method(), parser.get_http_version(), parser.should_keep_alive()  # type: ignore[union-attr]
+        )
+
+    def _head_done(self, method: bytes, version: str, keep_alive: bool) -> None:
         """The head is whole: refuse an oversize body before reading a byte
         of it, and note ``Expect: 100-continue`` only once every header is
         known (it must not be answered for a request refused here)."""
+        self._method = method
+        self._version = version
+        self._keep_alive = keep_alive
         self._in_body = True
         for name, value in self._headers:
             n = len(name)
@@ -484,6 +516,9 @@ class HttpProtocol:
                 self._expect = True
 
     def on_body(self, chunk: bytes) -> None:
+        self._add_body(chunk)
+
+    def _add_body(self, chunk: bytes) -> None:
         self._fast = False
         n = self._body_len + len(chunk)
         if n > self._config.max_body:
@@ -493,23 +528,24 @@ class HttpProtocol:
             self._body.append(chunk)
 
     def on_message_complete(self) -> None:
+        self._message_done()
+
+    def _message_done(self) -> None:
         url = self._url
         self._url = b""
         self._nreq += 1
         self._in_body = False
         self._expect = False
-        if self._fast and url == b"/" and not self._trailers:
-            parser = self._parser
-            if parser.should_keep_alive():  # type: ignore[union-attr]
-                method = parser.get_method()  # type: ignore[union-attr]
-                if method == b"GET":
-                    self._headers.clear()
-                    self._write(self._hello[0])
-                    return
-                if method == b"HEAD":
-                    self._headers.clear()
-                    self._write(self._hello[1])
-                    return
+        if self._fast and url == b"/" and not self._trailers and self._keep_alive:
+            method = self._method
+            if method == b"GET":
+                self._headers.clear()
+                self._write(self._hello[0])
+                return
+            if method == b"HEAD":
+                self._headers.clear()
+                self._write(self._hello[1])
+                return
         self._request(url)
 
     # -- the general path -----------------------------------------------------
@@ -529,10 +565,9 @@ class HttpProtocol:
         self._head_bytes = 0
         if self._closing:
             return  # a pipelined request after one we answered with close
-        parser = self._parser
         cfg = self._config
-        version = parser.get_http_version()  # type: ignore[union-attr]
-        method = parser.get_method()  # type: ignore[union-attr]
+        version = self._version
+        method = self._method
         if version != "1.1" and version != "1.0":
             self._fail(505)
             return
@@ -548,7 +583,7 @@ class HttpProtocol:
         ):
             self._fail(431)
             return
-        keep = parser.should_keep_alive() and not self._draining  # type: ignore[union-attr]
+        keep = self._keep_alive and not self._draining
         if not keep:
             self._closing = True  # this is the last request we answer
         elif not self._fast_ok and self._server.hello_fast:
@@ -677,7 +712,7 @@ class HttpProtocol:
             return
         if self._expect:  # the head is whole and no body byte has come yet
             self._expect = False
-            if self._parser.get_http_version() == "1.1":  # type: ignore[union-attr]
+            if self._version == "1.1":
                 # In order: after the responses to earlier requests.
                 if self._queue or self._deferred:
                     self._deferred.append((_NOTICE, 100, b""))

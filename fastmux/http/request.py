@@ -34,6 +34,19 @@ def split_target(target: bytes) -> Tuple[bytes, bytes]:
     return path, query
 
 
+def _same_name(name: bytes, lower: bytes) -> bool:
+    """``name.lower() == lower``, for names of the same length; compiled,
+    a byte loop that makes no lowered copy."""
+    n = len(name)
+    for i in range(n):
+        c = name[i]
+        if 65 <= c <= 90:  # A-Z
+            c += 32
+        if c != lower[i]:
+            return False
+    return True
+
+
 class Request:
     """One parsed HTTP request.
 
@@ -94,7 +107,10 @@ class Request:
 
     @property
     def path(self) -> str:
-        return unquote(self._parts()[0].decode("latin-1"), errors="replace")
+        raw = self._parts()[0]
+        if raw.find(b"%") < 0:  # nothing to unquote (find: see response._BAD_VALUE)
+            return raw.decode("latin-1")
+        return unquote(raw.decode("latin-1"), errors="replace")
 
     @property
     def query(self) -> str:
@@ -116,7 +132,7 @@ class Request:
     def get_raw_header(self, name: bytes) -> Optional[bytes]:
         name = name.lower()
         for n, v in self.raw_headers:
-            if len(n) == len(name) and n.lower() == name:
+            if len(n) == len(name) and _same_name(n, name):
                 return v
         return None
 

@@ -148,11 +148,23 @@ def head_start(clock: Clock, status: int, extra: bytes = b"", server: bool = Tru
     ))
 
 
+# head_end's results by content_length * 2 + conn: formatting the number
+# costs more than the lookup, and a server sends few distinct lengths.
+_ENDS: Dict[int, bytes] = {}
+_MAX_ENDS = 4096
+
+
 def head_end(content_length: Optional[int], conn: int) -> bytes:
     """The rest of a head: Content-Length (unless None), Connection, the blank line."""
     if content_length is None:
         return CONNECTION_LINES[conn] + b"\r\n"
-    return b"Content-Length: %d\r\n%s\r\n" % (content_length, CONNECTION_LINES[conn])
+    key = content_length * 2 + conn
+    end = _ENDS.get(key)
+    if end is None:
+        if len(_ENDS) >= _MAX_ENDS:
+            _ENDS.clear()
+        end = _ENDS[key] = b"Content-Length: %d\r\n%s\r\n" % (content_length, CONNECTION_LINES[conn])
+    return end
 
 
 def build_head(

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from fastmux._impl import implementations
+import fastmux.http
+from fastmux._impl import implementations, load_twin
 from fastmux.http.app import load_app
 from fastmux.http.request import Request, split_target
 from fastmux.http.static import StaticFiles
@@ -217,6 +218,19 @@ def test_split_target():
     assert split_target(b"*") == (b"*", b"")
 
 
+@pytest.mark.parametrize("impl", implementations("fastmux.http._request_c"))
+def test_request_fields_on_both_twins(impl):
+    mod = importlib.import_module({"c": "fastmux.http._request_c", "py": "fastmux.http.request"}[impl])
+    headers = [(b"Host", b"h"), (b"X-Abc", b"1"), (b"x-abD", b"2"), (b"X-\xc9T\xc9", b"\xff")]
+    req = mod.Request("GET", b"/a%20b/%C3%A9?q=%20", "1.1", headers)
+    assert req.path == "/a b/\u00e9" and req.raw_path == b"/a%20b/%C3%A9" and req.query == "q=%20"
+    assert mod.Request("GET", b"/caf\xc3\xa9+x", "1.1", []).path == "/caf\u00c3\u00a9+x"  # no '%': as sent
+    assert req.get_header("x-abd") == "2" and req.get_header("X-ABC") == "1" and req.get_header("x-ab") is None
+    assert req.get_raw_header(b"x-\xc9t\xc9") == b"\xff"
+    assert req.get_raw_header(b"x-\xe9t\xe9") is None  # only ASCII letters fold, as bytes.lower
+    assert req.headers[3] == ("X-\u00c9T\u00c9", "\u00ff") and req.keep_alive and req.raw_trailers == []
+
+
 def test_load_app(tmp_path, monkeypatch):
     (tmp_path / "myapp_for_test.py").write_text("class Box:\n    def app(req):\n        return None\n")
     monkeypatch.chdir(tmp_path)
@@ -233,8 +247,12 @@ def test_load_app(tmp_path, monkeypatch):
 
 
 # render() of both twins of app.py (and response.py under it): the compiled
-# one is what the protocol calls in a compiled build.
+# one is what the protocol calls in a compiled build.  Both are given the
+# Request and Clock twins the protocol uses (the compiled render reads them
+# as C types).
 APP_TWINS = {"c": "fastmux.http._app_c", "py": "fastmux.http.app"}
+TwinRequest = fastmux.http.Request
+Clock = load_twin("fastmux.http._response_c", "fastmux.http.response").Clock
 RESULTS = [
     (200, [("Content-Type", "text/plain; charset=utf-8")], b"Hello, World"),
     (200, [("Content-Type", "application/json")], '{"path": "/\u00e9"}'),
@@ -251,15 +269,13 @@ RESULTS = [
 
 
 def _render_all(module, clock, method="GET", conn=0):
-    req = Request(method, b"/", "1.1", [])
+    req = TwinRequest(method, b"/", "1.1", [])
     return [module.render(result, req, clock, conn) for result in RESULTS]
 
 
 @pytest.mark.parametrize("twin", implementations("fastmux.http._app_c"))
 @pytest.mark.parametrize("method,conn", [("GET", 0), ("HEAD", 0), ("GET", 1)])
 def test_render_twins_agree_and_cached_heads_change_nothing(twin, method, conn):
-    from fastmux.http.response import Clock
-
     pure = importlib.import_module(APP_TWINS["py"])
     module = importlib.import_module(APP_TWINS[twin])
     clock = Clock()
@@ -275,12 +291,10 @@ def test_render_twins_agree_and_cached_heads_change_nothing(twin, method, conn):
 
 @pytest.mark.parametrize("twin", implementations("fastmux.http._app_c"))
 def test_cached_heads_carry_the_current_date(twin):
-    from fastmux.http.response import Clock
-
     module = importlib.import_module(APP_TWINS[twin])
     clock = Clock()
     clock.refresh(1_700_000_000.0)
-    req = Request("GET", b"/", "1.1", [])
+    req = TwinRequest("GET", b"/", "1.1", [])
     result = (200, [("Content-Type", "text/plain")], b"x")
     assert b"22:13:20 GMT" in module.render(result, req, clock, 0)
     clock.refresh(1_700_000_001.0)
@@ -300,11 +314,9 @@ class _Counter:
 
 @pytest.mark.parametrize("twin", implementations("fastmux.http._app_c"))
 def test_heads_of_other_values_are_not_cached(twin):
-    from fastmux.http.response import Clock
-
     module = importlib.import_module(APP_TWINS[twin])
     clock = Clock()
-    req = Request("GET", b"/", "1.1", [])
+    req = TwinRequest("GET", b"/", "1.1", [])
     value = _Counter()
     assert b"X-N: 1\r\n" in module.render((200, [("X-N", value)], b""), req, clock, 0)
     assert b"X-N: 2\r\n" in module.render((200, [("X-N", value)], b""), req, clock, 0)

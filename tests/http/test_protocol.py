@@ -8,6 +8,7 @@ import pytest
 from fastmux.http.protocol import HttpConfig
 from fastmux.http.response import Clock
 
+from support.http import FakeTransport
 from http_helpers import Conn, make_server, parse_responses, strip_date
 
 # Each test runs on every protocol and parser twin (see conftest.http_twins).
@@ -72,6 +73,34 @@ def test_hello_is_answered_inside_the_compiled_parser(conn, http_twins):
     conn.feed(b"GET /nope HTTP/1.1\r\n\r\n" + GET)  # the rest of a read after a miss: callbacks
     assert conn.protocol._parser.answered == 3
     assert conn.protocol.requests() == 6
+
+
+def test_compiled_pair_makes_no_python_callbacks(http_twins):
+    """The compiled protocol is a RequestSink of the compiled parser: every
+    request event reaches it as a C call, never through the httptools-named
+    Python callbacks (which the other pairs use)."""
+    proto, parser_cls = http_twins
+    compiled_pair = proto.__name__ == "fastmux.http._protocol_c" and parser_cls.__module__ == "fastmux.http._parser_c"
+    seen = []
+
+    def spy(name):
+        def method(self, *args):
+            seen.append(name)
+            return getattr(proto.HttpProtocol, name)(self, *args)
+        return method
+
+    names = ("on_url", "on_header", "on_headers_complete", "on_body", "on_message_complete")
+    Spy = type("Spy", (proto.HttpProtocol,), {name: spy(name) for name in names})
+    p = Spy(make_server(app=lambda req: (200, [], req.body)))
+    t = FakeTransport()
+    t.protocol = p
+    p.connection_made(t)
+    p.data_received(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+    assert one(t.take()).body == b"hi"
+    if compiled_pair:
+        assert seen == []
+    else:
+        assert seen == ["on_url", "on_header", "on_header", "on_headers_complete", "on_body", "on_message_complete"]
 
 
 def test_keep_alive_many_requests(conn):

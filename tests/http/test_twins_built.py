@@ -61,6 +61,10 @@ def test_compiled_protocol_has_its_declarations():
     assert not mod.HttpProtocol.__flags__ & HEAPTYPE
     assert isinstance(mod.HttpProtocol.__dict__["_fast"], types.GetSetDescriptorType)
     assert pure_protocol.HttpProtocol.__flags__ & HEAPTYPE
+    # the Request it builds (in C: _protocol_c.pxd cimports _request_c.pxd)
+    request = importlib.import_module("fastmux.http._request_c").Request
+    assert not request.__flags__ & HEAPTYPE
+    assert isinstance(request.__dict__["keep_alive"], types.GetSetDescriptorType)
     assert isinstance(pure_protocol.HttpProtocol.__dict__["_fast"], types.MemberDescriptorType)
 
 
@@ -71,7 +75,7 @@ def test_compiled_protocol_is_not_stale():
     built = list((PACKAGE_DIR / "http").glob("_protocol_c.*.so"))
     if not src.is_dir() or not built:
         pytest.skip("not an in-place build from a source tree")
-    deps = [PACKAGE_DIR / "http" / "protocol.py", src / "http" / "_protocol_c.pxd", src / "http" / "_parser_c.pxd"]
+    deps = [PACKAGE_DIR / "http" / "protocol.py"] + list((src / "http").glob("*.pxd"))
     newest = max(deps, key=lambda p: p.stat().st_mtime)
     for so in built:
         assert so.stat().st_mtime >= newest.stat().st_mtime, (

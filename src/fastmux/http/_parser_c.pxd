@@ -22,6 +22,19 @@ cdef struct Span:
     size_t length
 
 
+cdef class RequestSink:
+    # The request events as C methods: a protocol that is a RequestSink
+    # (the compiled HttpProtocol) is fed through these, not through Python
+    # callbacks.  The arguments are what httptools' callbacks give (and,
+    # for _head_done, what get_method, get_http_version and
+    # should_keep_alive return).
+    cdef _add_url(self, bytes url)
+    cdef _add_header(self, bytes name, bytes value)
+    cdef _head_done(self, bytes method, str version, bint keep_alive)
+    cdef _add_body(self, bytes chunk)
+    cdef _message_done(self)
+
+
 cdef class HttpRequestParser:
     cdef ll.llhttp_t _p
     cdef ll.llhttp_settings_t _settings
@@ -31,6 +44,7 @@ cdef class HttpRequestParser:
     # the head (or a chunk's trailers) ends, as httptools does.
     cdef bytes _name
     cdef bytes _value
+    cdef RequestSink _sink  # the protocol when it is one, else None
     cdef object _error  # raised by a callback: the __context__ of the parse error
 
     # feed_hello
@@ -46,12 +60,14 @@ cdef class HttpRequestParser:
     cdef readonly uint64_t answered  # requests feed_hello answered (no callbacks made)
 
     cpdef feed_hello(self, data, replies)
+    cdef str _version(self)
     cdef _execute(self, data, bint hello)
     cdef _parse_error(self, ll.llhttp_errno_t errno)
     cdef bint _hold(self, SpanKind kind, const char *at, size_t length) noexcept
     cdef bint _answerable(self) noexcept
     cdef int _release(self) except -1
     cdef void _release_at_end(self, ll.llhttp_errno_t err) noexcept
+    cdef int _deliver_url(self, bytes chunk) except -1
     cdef int _flush_header(self) except -1
     cdef int _header_field(self, bytes chunk) except -1
     cdef int _header_value(self, bytes chunk) except -1

@@ -11,6 +11,12 @@ does for the parts of its interface fastmux uses: ``feed_data``,
 classes, with the same messages.  tests/http/test_parser_twins.py feeds both
 parsers the same bytes, split the same way, and fails on any difference.
 
+A protocol that is a :class:`RequestSink` (the compiled ``HttpProtocol``
+subclasses it) gets the same events as C method calls instead: the URL and
+header callbacks (``_add_url``, ``_add_header``), ``on_headers_complete``
+with the method, version and keep-alive (``_head_done``), ``on_body`` and
+``on_message_complete`` -- no Python call per request, nor per header.
+
 ``feed_hello(data, replies)`` parses ``data`` as ``feed_data`` does, except
 for requests that begin in ``data`` and turn out to be ``GET /`` or
 ``HEAD /``, HTTP/1.0 or 1.1, keep-alive, without a body, upgrade, or more
@@ -37,9 +43,39 @@ from fastmux.http.errors import (
     HttpParserUpgrade,
 )
 
-__all__ = ["HttpRequestParser", "MAX_HELD_HEADERS"]
+__all__ = ["HttpRequestParser", "MAX_HELD_HEADERS", "RequestSink"]
 
 MAX_HELD_HEADERS = (MAX_HELD - 1) // 2  # (declarations: _parser_c.pxd)
+
+# llhttp's method names as bytes, made once each (get_method is per request).
+cdef list _METHOD_NAMES = [None] * 256
+
+
+cdef bytes _method_name(ll.llhttp_t *p):
+    name = _METHOD_NAMES[p.method]
+    if name is None:
+        name = _METHOD_NAMES[p.method] = <bytes>ll.llhttp_method_name(<ll.llhttp_method_t>p.method)
+    return name
+
+
+cdef class RequestSink:
+    """A protocol the parser feeds with C calls (see the module doc); the
+    methods are the protocol's to define."""
+
+    cdef _add_url(self, bytes url):
+        raise NotImplementedError
+
+    cdef _add_header(self, bytes name, bytes value):
+        raise NotImplementedError
+
+    cdef _head_done(self, bytes method, str version, bint keep_alive):
+        raise NotImplementedError
+
+    cdef _add_body(self, bytes chunk):
+        raise NotImplementedError
+
+    cdef _message_done(self):
+        raise NotImplementedError
 
 
 cdef class HttpRequestParser:
@@ -58,6 +94,8 @@ cdef class HttpRequestParser:
         self._p.data = <void *>self
 
     def __init__(self, protocol):
+        if isinstance(protocol, RequestSink):
+            self._sink = protocol
         self._on_message_begin = getattr(protocol, "on_message_begin", None)
         self._on_url = getattr(protocol, "on_url", None)
         self._on_header = getattr(protocol, "on_header", None)
@@ -70,9 +108,12 @@ cdef class HttpRequestParser:
     # -- httptools' interface --------------------------------------------------
 
     def get_method(self):
-        return <bytes>ll.llhttp_method_name(<ll.llhttp_method_t>self._p.method)
+        return _method_name(&self._p)
 
     def get_http_version(self):
+        return self._version()
+
+    cdef str _version(self):
         major = self._p.http_major
         minor = self._p.http_minor
         if major == 1:
@@ -100,12 +141,13 @@ cdef class HttpRequestParser:
 
     cpdef feed_hello(self, data, replies):
         """``feed_data``, answering hello-world requests itself (see the module
-        doc); what ``feed_data`` would raise is returned instead, else None."""
+        doc) unless ``replies`` is None; what ``feed_data`` would raise is
+        returned instead, else None."""
         if self._write is None:
             raise RuntimeError("feed_hello() before set_hello()")
         self._replies = replies
         # A request begun in an earlier read has made its callbacks already.
-        return self._execute(data, not self._in_message)
+        return self._execute(data, replies is not None and not self._in_message)
 
     # -- feeding ---------------------------------------------------------------
 
@@ -215,8 +257,7 @@ cdef class HttpRequestParser:
             span = &self._held[i]
             chunk = span.at[:span.length]
             if span.kind == URL:
-                if self._on_url is not None:
-                    self._on_url(chunk)
+                self._deliver_url(chunk)
             elif span.kind == FIELD:
                 self._header_field(chunk)
             else:
@@ -236,23 +277,33 @@ cdef class HttpRequestParser:
 
     # -- httptools' header assembly --------------------------------------------
 
+    cdef int _deliver_url(self, bytes chunk) except -1:
+        if self._sink is not None:
+            self._sink._add_url(chunk)
+        elif self._on_url is not None:
+            self._on_url(chunk)
+        return 0
+
     cdef int _flush_header(self) except -1:
         if self._value is not None:
             name = self._name
             value = self._value
             self._name = self._value = None
-            self._on_header(name, value)
+            if self._sink is not None:
+                self._sink._add_header(name, value)
+            else:
+                self._on_header(name, value)
         return 0
 
     cdef int _header_field(self, bytes chunk) except -1:
-        if self._on_header is None:
+        if self._on_header is None and self._sink is None:
             return 0
         self._flush_header()
         self._name = chunk if self._name is None else self._name + chunk
         return 0
 
     cdef int _header_value(self, bytes chunk) except -1:
-        if self._on_header is None:
+        if self._on_header is None and self._sink is None:
             return 0
         self._value = chunk if self._value is None else self._value + chunk
         return 0
@@ -309,8 +360,8 @@ cdef inline int _on_span(HttpRequestParser self, SpanKind kind, const char *at, 
             self._header_field(at[:length])
         elif kind == VALUE:
             self._header_value(at[:length])
-        elif self._on_url is not None:
-            self._on_url(at[:length])
+        else:
+            self._deliver_url(at[:length])
     except BaseException as exc:
         return _data_error(self, exc, "`on_header_field` callback error" if kind == FIELD else (
             "`on_header_value` callback error" if kind == VALUE else "`on_url` callback error"))
@@ -325,7 +376,9 @@ cdef int _cb_headers_complete(ll.llhttp_t *p) noexcept:
         if self._holding:
             self._release()
         self._flush_header()
-        if self._on_headers_complete is not None:
+        if self._sink is not None:
+            self._sink._head_done(_method_name(p), self._version(), ll.llhttp_should_keep_alive(p))
+        elif self._on_headers_complete is not None:
             self._on_headers_complete()
     except BaseException as exc:
         self._error = exc
@@ -336,7 +389,9 @@ cdef int _cb_headers_complete(ll.llhttp_t *p) noexcept:
 cdef int _cb_body(ll.llhttp_t *p, const char *at, size_t length) noexcept:
     cdef HttpRequestParser self = <HttpRequestParser>p.data
     try:
-        if self._on_body is not None:
+        if self._sink is not None:
+            self._sink._add_body(at[:length])
+        elif self._on_body is not None:
             self._on_body(at[:length])
     except BaseException as exc:
         return _data_error(self, exc, "`on_body` callback error")
@@ -351,6 +406,8 @@ cdef int _cb_message_complete(ll.llhttp_t *p) noexcept:
             self._holding = False
             self.answered += 1
             self._write(self._replies[p.method == ll.HTTP_HEAD])
+        elif self._sink is not None:
+            self._sink._message_done()
         elif self._on_message_complete is not None:
             self._on_message_complete()
     except BaseException as exc:

@@ -9,16 +9,21 @@
 # The rules of src/fastmux/reactor/_loop_c.pxd hold here too: every attribute
 # is ``public`` (tests and the shutdown registry read them), flags are
 # ``bint`` and counts ``Py_ssize_t``.
-from fastmux.http._parser_c cimport HttpRequestParser
+from fastmux.http._parser_c cimport HttpRequestParser, RequestSink
+from fastmux.http._app_c cimport render
+from fastmux.http._request_c cimport Request, split_target
 
 
-cdef class HttpProtocol:
+# A RequestSink: the compiled parser calls the _add_*/_done methods as C.
+cdef class HttpProtocol(RequestSink):
     cdef object __weakref__
     cdef public object _server, _config, _clock, _transport
     cdef public list _hello
     cdef public object _write, _parser, _feed
     cdef public HttpRequestParser _hello_parser  # feed_hello is then a C call
-    cdef public bytes _url
+    cdef public bytes _url, _method
+    cdef public str _version
+    cdef public bint _keep_alive
     cdef public list _headers, _trailers, _body
     cdef public Py_ssize_t _body_len, _head_bytes, _small
     cdef public bint _in_body, _expect
@@ -28,3 +33,19 @@ cdef class HttpProtocol:
     cdef public Py_ssize_t _wprogress, _nreq
     cdef public object _tkey, _peer, _sendfile, _access
     cdef public double _tsince
+
+    cdef _add_url(self, bytes url)
+    cdef _add_header(self, bytes name, bytes value)
+    cdef _head_done(self, bytes method, str version, bint keep_alive)
+    cdef _add_body(self, bytes chunk)
+    cdef _message_done(self)
+
+    # The per-request path between them: C calls too.
+    cdef _request(self, bytes url)
+    cdef _respond(self, tuple item)
+    cdef _answer(self, bytes method, bytes url, str version, list headers, list body, Py_ssize_t body_len,
+                 bint keep, int conn, list trailers)
+    cdef _push(self, reply)
+    cdef _refresh_fast(self)
+    cdef _defer(self, tuple item)
+    cdef _partial(self, Py_ssize_t nbytes)

@@ -1,0 +1,15 @@
+# cython: language_level=3
+# Augmenting declarations for fastmux.http._app_c, which is
+# fastmux/http/app.py compiled as it is (see setup.py TWIN_MODULES and
+# src/fastmux/http/_protocol_c.pxd): the compiled protocol calls render in C,
+# and render reads the Request and the Clock's head cache as C fields.
+cimport cython
+
+from fastmux.http._request_c cimport Request
+from fastmux.http._response_c cimport Clock, head_end, head_start
+
+
+cdef _head_key(status, headers, bint text)
+
+@cython.locals(opening=bytes, data=bytes, end=bytes)
+cpdef render(result, Request req, Clock clock, int conn)

@@ -1,0 +1,22 @@
+# cython: language_level=3
+# Augmenting declarations for fastmux.http._request_c, which is
+# fastmux/http/request.py compiled as it is (see setup.py TWIN_MODULES and
+# src/fastmux/http/_protocol_c.pxd).  Request becomes an extension type the
+# compiled protocol builds and reads in C (it cimports this file).
+cimport cython
+
+
+cpdef tuple split_target(bytes target)
+
+
+@cython.locals(i=Py_ssize_t, n=Py_ssize_t, c=cython.uchar)
+cdef bint _same_name(bytes name, bytes lower)
+
+
+cdef class Request:
+    cdef public object method, raw_target, version, raw_headers, body, peer, raw_trailers
+    cdef public bint keep_alive
+    cdef public object _split
+
+    cpdef tuple _parts(self)
+    cpdef get_raw_header(self, name)
