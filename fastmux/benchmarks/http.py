@@ -68,16 +68,17 @@ from .load.harness import (RunFailed, child_env, csv_choices, median_of, pick_cp
                                   running_server, uvloop_installed)
 from .load.procstat import CLOCK_TICK_S, CpuTimes, cpu_times
 
-SERVERS = ("fastmux", "uvloop", "asyncio", "nginx", "httpserver")
+# fastmux-log: fastmux with --access-log (to a file), to show what the log costs.
+SERVERS = ("fastmux", "fastmux-log", "uvloop", "asyncio", "nginx", "httpserver")
 WORKLOADS = ("app", "json", "post", "hello", "static-1k", "static-1m")
 STATIC_FILES = {"static-1k": ("1k.bin", 1024), "static-1m": ("1m.bin", 1 << 20)}
 _APP_SERVERS = ("fastmux", "uvloop", "asyncio")
 # Which servers take part in which workload (the raw protocols answer only "/").
 SUPPORTS = {
-    "app": _APP_SERVERS,
+    "app": _APP_SERVERS + ("fastmux-log",),
     "json": _APP_SERVERS,
     "post": _APP_SERVERS,
-    "hello": ("fastmux", "uvloop", "asyncio", "nginx", "httpserver"),
+    "hello": ("fastmux", "fastmux-log", "uvloop", "asyncio", "nginx", "httpserver"),
     "static-1k": ("fastmux", "nginx", "httpserver"),
     "static-1m": ("fastmux", "nginx", "httpserver"),
 }
@@ -378,8 +379,10 @@ def server_command(name: str, workload: str, setup: Setup, port: int, tmp: Path)
     static = workload in STATIC_FILES
     app = APPS[workload][0] if workload in APPS else None
     host = setup.host
-    if name == "fastmux":
+    if name in ("fastmux", "fastmux-log"):
         cmd = [sys.executable, "-m", "fastmux", "serve", "http", "--host", host, "--port", str(port)]
+        if name == "fastmux-log":
+            cmd += ["--access-log", str(tmp / "access.log")]
         if app is not None:
             return cmd + ["--app", f"{__name__}:{app}"]
         return cmd + (["--dir", str(setup.root)] if static else [])
@@ -550,13 +553,15 @@ def _label(server: str, workload: str) -> str:
         if workload in APPS:
             return "fastmux --app (Python app)"
         return "fastmux --dir" if workload in STATIC_FILES else "fastmux (GET / in C)"
+    if server == "fastmux-log":
+        return "fastmux + access log" + (" (Python app)" if workload in APPS else " (GET / in Python)")
     if server in ("uvloop", "asyncio"):
         return f"{server} + httptools" + (" + app" if workload in APPS else " (raw)")
     return {"nginx": "nginx (1 worker)", "httpserver": "http.server (threading)"}[server]
 
 
 def print_table(rows: List[Dict[str, Any]]) -> None:
-    header = f"{'workload':<10} {'server':<27} {'req/s':>9} {'user µs/req':>12} {'user+sys µs/req':>16} " \
+    header = f"{'workload':<10} {'server':<36} {'req/s':>9} {'user µs/req':>12} {'user+sys µs/req':>16} " \
              f"{'p50 ms':>7} {'p99 ms':>7}  {'user vs fastmux':>15}"
     print(header)
     print("-" * len(header))
@@ -566,12 +571,12 @@ def print_table(rows: List[Dict[str, Any]]) -> None:
         for r in group:
             label = _label(r["server"], workload)
             if not r.get("runs"):
-                print(f"{workload:<10} {label:<27} {'(all runs failed)':>9}")
+                print(f"{workload:<10} {label:<36} {'(all runs failed)':>9}")
                 continue
             ratio = ""
             if ours is not None and r is not ours:
                 ratio = f"{r['user_us'] / ours['user_us']:.2f}x"
-            print(f"{workload:<10} {label:<27} {r['rps']:>9.0f} {r['user_us']:>12.2f} {r['total_us']:>16.2f} "
+            print(f"{workload:<10} {label:<36} {r['rps']:>9.0f} {r['user_us']:>12.2f} {r['total_us']:>16.2f} "
                   f"{r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f}  {ratio:>15}")
         print()
 

@@ -5,7 +5,8 @@
 The last field is the body's size (``-`` when none, as in Apache).  Lines
 go into the file's own buffer and reach the file when it fills (64 KiB)
 and once a second (the server's tick), never one ``write`` per request, and
-all of them when the server closes.  While a log is on, ``GET /`` takes the
+all of them when the server closes.  The time in each line is the
+server's once-a-second clock, so it lags by under a second.  While a log is on, ``GET /`` takes the
 general path (the hello-world fast path answers without Python, so it
 could not be logged).
 """
@@ -19,7 +20,7 @@ from typing import Any, BinaryIO, Optional, Union
 __all__ = ["AccessLog"]
 
 _BUFFER = 64 * 1024
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTHS = (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec")
 
 
 class AccessLog:
@@ -37,32 +38,38 @@ class AccessLog:
         else:
             self._file = target
             self._owned = False
-        self._second = -1
-        self._stamp = ""
+        self._stamp = b""
+        self._peer: Any = None
+        self._host = b"-"
+        self.tick()
 
-    def _now(self) -> str:
-        second = int(time.time())
-        if second != self._second:
-            t = time.gmtime(second)
-            self._stamp = (f"[{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:"
-                           f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000]")
-            self._second = second
-        return self._stamp
+    def tick(self) -> None:
+        """Once a second (the server's tick): the timestamp lines carry is
+        refreshed, and the buffered lines go to the file."""
+        t = time.gmtime()
+        self._stamp = b"[%02d/%s/%d:%02d:%02d:%02d +0000]" % (
+            t.tm_mday, _MONTHS[t.tm_mon - 1], t.tm_year, t.tm_hour, t.tm_min, t.tm_sec)
+        self.flush()
 
     def record(self, peer: Any, request_line: Optional[bytes], reply: Any) -> None:
         """Log ``reply`` (response bytes, or a FileSend) to ``request_line``
         (``None`` when the request could not be parsed)."""
-        head = reply if isinstance(reply, bytes) else reply.head
-        end = head.find(b"\r\n\r\n") + 4
-        if isinstance(reply, bytes):
-            size = len(reply) - end
+        if type(reply) is bytes:
+            head = reply
+            size = len(reply) - reply.find(b"\r\n\r\n") - 4
         else:
-            size = len(head) - end + reply.count
-        host = peer[0] if isinstance(peer, tuple) and peer else (peer or "-")
-        line = "-" if request_line is None else request_line.decode("latin-1").replace('"', "%22")
-        text = f'{host} - - {self._now()} "{line}" {head[9:12].decode("ascii")} {size if size > 0 else "-"}\n'
+            head = reply.head
+            size = len(head) - head.find(b"\r\n\r\n") - 4 + reply.count
+        if peer is not self._peer:  # one connection's requests come in a row
+            self._peer = peer
+            self._host = (peer[0] if isinstance(peer, tuple) and peer else str(peer or "-")).encode("latin-1", "replace")
+        if request_line is None:
+            request_line = b"-"
+        elif b'"' in request_line:
+            request_line = request_line.replace(b'"', b"%22")
         try:
-            self._file.write(text.encode("latin-1", "replace"))
+            self._file.write(b'%s - - %s "%s" %s %s\n' % (
+                self._host, self._stamp, request_line, head[9:12], b"%d" % size if size > 0 else b"-"))
         except (OSError, ValueError):
             pass  # a full disk or a closed stdout must not fail the response
 

@@ -239,7 +239,7 @@ class HttpServer:
         """Refresh the Date cache, apply timeouts, flush the access log."""
         self.clock.refresh(wall)
         if self.access_log is not None:
-            self.access_log.flush()
+            self.access_log.tick()
         if now is None:
             now = self.now()
         for conn in list(self.connections):
