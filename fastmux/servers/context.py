@@ -9,8 +9,13 @@ server sends its fsync and rename work to the thread pool; the menu server's
 """
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, Callable, List, Optional
 
@@ -61,6 +66,33 @@ class QuietTimer:
             self._fire()
 
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _exit_with_server(server: int) -> None:
+    """Process-pool initializer: the worker ends when the server process does,
+    however it ends.  A graceful stop shuts the pool down, but after a
+    ``kill -9`` a worker would wait on its call queue forever (it holds the
+    queue's write end itself, so it never sees EOF)."""
+    if sys.platform.startswith("linux"):
+        # The signal comes when the *thread* that spawned this worker exits:
+        # the pool spawns from the thread that submits, the server's loop
+        # thread, which lives as long as the server serves.
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    else:
+        threading.Thread(target=_watch_server, args=(server,), daemon=True).start()
+    if os.getppid() != server:  # it died before prctl() took effect
+        os._exit(1)
+
+
+def _watch_server(server: int) -> None:
+    while os.getppid() == server:
+        time.sleep(1.0)
+    os._exit(1)
+
+
 class Pools:
     """A thread pool and a process pool, each made on first use."""
 
@@ -81,7 +113,8 @@ class Pools:
                 # (the thread pool), and fork() of a threaded process can
                 # deadlock the child.
                 self._process_pool = ProcessPoolExecutor(
-                    self._processes, mp_context=multiprocessing.get_context("spawn"))
+                    self._processes, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_exit_with_server, initargs=(os.getpid(),))
             return self._process_pool
         raise ValueError(f"unknown pool {kind!r}: expected 'thread' or 'process'")
 
