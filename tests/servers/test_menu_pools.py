@@ -13,8 +13,6 @@ from server_helpers import Server, connect, recv_line
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
-Proc = Tuple[int, str]  # pid and start time: a pid alone may be reused
-
 
 def _stat(pid: int) -> Tuple[str, int, str]:
     """(state, ppid, start time) of a live process."""
@@ -24,7 +22,7 @@ def _stat(pid: int) -> Tuple[str, int, str]:
 
 
 def descendants(root: int) -> Dict[int, str]:
-    """Every live descendant of ``root``: pid -> start time."""
+    """Every live descendant of ``root``: pid -> start time (a pid alone may be reused)."""
     parents: Dict[int, Tuple[int, str]] = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
