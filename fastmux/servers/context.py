@@ -5,7 +5,10 @@ by graceful shutdown, and the worker pools for work that must not run on the
 loop: blocking calls go to a thread pool, CPU-heavy ones to a process pool,
 and ``offload(...)`` delivers the result back on the loop thread.  The upload
 server sends its fsync and rename work to the thread pool; the menu server's
-``{"call": ...}`` entries run in either pool (see ``menu.py``).
+``{"call": ...}`` entries run in either pool (see ``menu.py``); process-pool
+workers end with the server process, however it ends.  ``QuietTimer`` is
+how the menu and upload servers recognise a message the tutorial's clients
+send without a newline: by the silence after it.
 """
 from __future__ import annotations
 
