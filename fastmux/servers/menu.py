@@ -7,9 +7,13 @@ up in the menu: ``0`` reaches a human agent, ``exit`` hangs up, a known
 Unlike the tutorial, which compared each ``recv(1024)`` with ``'exit'``
 (two inputs arriving in one packet, or one split over two, were misread),
 input is framed in lines: ``\\n`` ends a line, a ``\\r`` before it is dropped,
-surrounding blanks are ignored, the text must be UTF-8.  A line longer than
-``--max-line`` bytes or a client silent for ``--idle-timeout`` seconds is
-answered with a message and disconnected.
+surrounding blanks are ignored, the text must be UTF-8.  The tutorial's own
+client sends what was typed with no newline and waits for the answer, so
+input followed by ``--quiet`` seconds of silence (default 0.3, as the upload
+server waits for the tutorial's header) counts as a line too; bytes that a
+newline follows within that time are framed as lines, pipelining included.
+A line longer than ``--max-line`` bytes or a client silent for
+``--idle-timeout`` seconds is answered with a message and disconnected.
 
 The menu is data (``Menu``): ``--menu FILE`` extends or replaces it from
 JSON, e.g.::
@@ -39,8 +43,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Union
 
 from .context import ServeContext
+from .quiet import QUIET, QuietTimer
 
-DESCRIPTION = "the tutorial's 10086 phone-menu bot, line based, extensible with --menu FILE"
 DEFAULT_PORT = 8888
 TRANSPORT = "stream"
 
@@ -170,7 +174,7 @@ def _text(value: Any, where: str) -> str:
 class _Compiled:
     """A menu with its replies encoded once, shared by all connections."""
 
-    def __init__(self, menu: Menu, max_line: int, idle_timeout: float) -> None:
+    def __init__(self, menu: Menu, max_line: int, idle_timeout: float, quiet: float = QUIET) -> None:
         enc = lambda text: (text + "\n").encode("utf-8")  # noqa: E731
         self.welcome = enc(menu.welcome)
         self.fallback = enc(menu.fallback)
@@ -187,6 +191,7 @@ class _Compiled:
         }
         self.max_line = max_line
         self.idle_timeout = idle_timeout
+        self.quiet = quiet
 
 
 class MenuProtocol:
@@ -200,6 +205,7 @@ class MenuProtocol:
         self._closing = False
         self._last = 0.0
         self._timer: Any = None
+        self._quiet = QuietTimer(ctx.runtime, menu.quiet, self._last_data, self._quiet_elapsed)
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -254,6 +260,21 @@ class MenuProtocol:
             return self._drop(out, menu.too_long, "line too long")
         self._buf = rest
         self._flush(out)
+        if rest:
+            self._quiet.arm()
+        else:
+            self._quiet.cancel()
+
+    def _last_data(self) -> float:
+        return self._last
+
+    def _quiet_elapsed(self) -> None:
+        # Silence after an unterminated line ends it: the client sent a
+        # message without newline and waits for the answer.
+        if self.transport is None or self._closing or self._waiting or not self._buf:
+            return  # gone, or _called() processes the rest (and re-arms)
+        self._buf += b"\n"
+        self._process()
 
     def _flush(self, out: List[bytes]) -> None:
         if out:
@@ -325,6 +346,7 @@ class MenuProtocol:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._quiet.cancel()
         self.transport = None
 
     def shutdown(self) -> None:
@@ -348,10 +370,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="longest accepted input line (default: %(default)s)")
     parser.add_argument("--idle-timeout", type=float, default=60.0, metavar="SECONDS",
                         help="disconnect a silent client after this long; 0 = never (default: %(default)s)")
+    parser.add_argument("--quiet", type=float, default=QUIET, metavar="SECONDS",
+                        help="input without newline (the tutorial's client) counts as a line after this "
+                             "much silence; negative = lines only (default: %(default)s)")
 
 
 def load_menu(args: argparse.Namespace) -> Menu:
-    return Menu.from_file(args.menu) if getattr(args, "menu", None) else Menu()
+    return Menu.from_file(args.menu) if args.menu else Menu()
 
 
 def check_options(args: argparse.Namespace) -> None:
@@ -361,5 +386,5 @@ def check_options(args: argparse.Namespace) -> None:
 
 
 def make_protocol_factory(args: argparse.Namespace, reactor: Any, ctx: ServeContext) -> Callable[[], Any]:
-    compiled = _Compiled(load_menu(args), args.max_line, args.idle_timeout)
+    compiled = _Compiled(load_menu(args), args.max_line, args.idle_timeout, args.quiet)
     return lambda: MenuProtocol(compiled, ctx)

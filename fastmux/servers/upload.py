@@ -50,6 +50,7 @@ import tempfile
 from typing import Any, Callable, List, Optional, Set, Tuple
 
 from .context import ServeContext
+from .quiet import QUIET, QuietTimer
 
 DEFAULT_PORT = 9999
 TRANSPORT = "stream"
@@ -348,7 +349,7 @@ class UploadProtocol:
         self._sink: Optional[_Sink] = None
         self._last = 0.0
         self._idle: Any = None
-        self._quiet: Any = None
+        self._quiet = QuietTimer(ctx.runtime, server.header_quiet, self._last_data, self._quiet_check)
         self._closing = False  # shut down: close after the current upload
         self._eof = False
 
@@ -401,10 +402,10 @@ class UploadProtocol:
 
     def connection_lost(self, exc: Optional[BaseException]) -> None:
         self.ctx.conns.discard(self)
-        for timer in (self._idle, self._quiet):
-            if timer is not None:
-                timer.cancel()
-        self._idle = self._quiet = None
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        self._quiet.cancel()
         if self.state is BODY:
             got = self._size - self._remaining
             log.info("upload %s: client vanished after %d of %d bytes; discarded", self._name, got, self._size)
@@ -425,24 +426,20 @@ class UploadProtocol:
             # Whether or not the newline came in the same read: the answer
             # must not depend on how the bytes were split into reads.
             self.fail(UploadError("header-too-long", f"no newline in the first {HEADER_MAX} bytes"))
-        elif b"|" in buf and self._quiet is None and self.server.header_quiet >= 0:
-            self._quiet = self.ctx.runtime.call_later(self.server.header_quiet, self._quiet_check)
+        elif b"|" in buf:
+            self._quiet.arm()
+
+    def _last_data(self) -> float:
+        return self._last
 
     def _quiet_check(self) -> None:
-        self._quiet = None
         if self.state is not HEADER or self.transport is None or not self._buf:
-            return
-        remaining = self._last + self.server.header_quiet - self.ctx.runtime.time()
-        if remaining > 0:
-            self._quiet = self.ctx.runtime.call_later(remaining, self._quiet_check)
             return
         header, self._buf = self._buf, b""
         self._begin(header, legacy=True)
 
     def _begin(self, header: bytes, legacy: bool) -> None:
-        if self._quiet is not None:
-            self._quiet.cancel()
-            self._quiet = None
+        self._quiet.cancel()
         self._legacy = legacy
         try:
             name, size = parse_header(header)
@@ -571,7 +568,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="largest accepted upload, e.g. 500M, 4G (default: 8G)")
     parser.add_argument("--idle-timeout", type=float, default=30.0, metavar="SECONDS",
                         help="drop a client silent this long mid-upload; 0 = never (default: %(default)s)")
-    parser.add_argument("--header-quiet", type=float, default=0.3, metavar="SECONDS",
+    parser.add_argument("--header-quiet", type=float, default=QUIET, metavar="SECONDS",
                         help="a header without newline (the tutorial's client) counts as complete after "
                              "this much silence (default: %(default)s)")
     parser.add_argument("--write-mode", choices=("inline", "thread"), default="inline",

@@ -15,8 +15,9 @@ WELCOME = "欢迎致电 10086,请输入1xxx,0转人工服务.\n".encode()
 AGENT = "通过可能会被录音.balabala一大推\n".encode()
 AGAIN = "请重新输入.\n".encode()
 
-# The tutorial's menu client, ported to Python 3; the one change: it ends each
-# input with "\n", because the fastmux menu reads lines (see menu.py).
+# The tutorial's menu client, ported to Python 3 and ending each input with
+# "\n": a line-framed client is answered at once, without the quiet period
+# (test_menu_tutorial.py runs the client as the tutorial wrote it).
 TUTORIAL_MENU_CLIENT = r'''
 import socket
 import sys

@@ -98,7 +98,7 @@ def test_udp_echo(runtime):
 
 
 def test_menu_and_offload(runtime):
-    args = argparse.Namespace(menu=None, max_line=100, idle_timeout=30.0)
+    args = argparse.Namespace(menu=None, max_line=100, idle_timeout=30.0, quiet=menu.QUIET)
     srv = Running(runtime, menu, args)
     try:
         with connect(srv.address) as c:
