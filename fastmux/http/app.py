@@ -40,10 +40,8 @@ Run it with ``fastmux serve http --app myapp:app --dir ./public``.
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import os
-import sys
 from typing import Any, Callable
 
 try:
@@ -51,6 +49,7 @@ try:
 except ImportError:  # pragma: no cover - Cython is not a run-time dependency
     from ..reactor import _cython_shim as cython
 
+from .._callables import load_callable
 from .._impl import load_twin
 from .static import FileSend, Reply, content_type_for
 
@@ -100,31 +99,10 @@ def _head_key(status: Any, headers: Any, text: bool) -> Any:
 
 
 def load_app(spec: str) -> App:
-    """``"package.module:callable"`` (``module:obj.attr`` works too) -> the callable.
-
-    The current directory is put on ``sys.path`` first, as ``python -m``
-    does, so ``--app myapp:app`` finds ``./myapp.py``.  A module that cannot
-    be imported (not found, or failing as it runs) raises ImportError with a
-    one-line message.
-    """
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"--app expects MODULE:CALLABLE, got {spec!r}")
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except SyntaxError as exc:
-        raise ImportError(f"--app {spec}: cannot import {module_name}: SyntaxError: {exc.msg} "
-                          f"({exc.filename}:{exc.lineno})", name=module_name) from exc
-    except Exception as exc:  # whatever the module raised while running: one line, not a traceback
-        raise ImportError(f"--app {spec}: cannot import {module_name}: {type(exc).__name__}: {exc}",
-                          name=module_name) from exc
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise TypeError(f"{spec} is not callable")
-    return obj
+    """``--app``'s ``"package.module:callable"`` -> the callable (see
+    :func:`fastmux._callables.load_callable`: found from the current
+    directory too; errors are one line)."""
+    return load_callable(spec, "--app")
 
 
 def render(result: Any, req: Request, clock: Clock, conn: int) -> Reply:

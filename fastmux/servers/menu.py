@@ -35,13 +35,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib
 import json
 import logging
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Union
 
+from .._callables import load_callable
 from .context import ServeContext
 from .quiet import QUIET, QuietTimer
 
@@ -63,11 +63,7 @@ class Action:
     pool: str = "thread"
 
     def resolve(self) -> Callable[[str], str]:
-        module, _, name = self.call.partition(":")
-        func = getattr(importlib.import_module(module), name, None)
-        if not callable(func):
-            raise MenuError(f"{self.call}: not a callable")
-        return func
+        return load_callable(self.call, "call")
 
 
 Entry = Union[str, Action]
@@ -137,7 +133,7 @@ class Menu:
                 action = Action(value["call"], pool)
                 try:
                     action.resolve()
-                except (ImportError, MenuError) as exc:
+                except (ImportError, AttributeError, ValueError, TypeError) as exc:
                     raise MenuError(f"{where}: entries[{code!r}]: cannot load {action.call}: {exc}") from exc
                 entries[code] = action
             else:

@@ -209,3 +209,19 @@ def test_bad_menu_file_is_reported(tmp_path, content, why):
                           capture_output=True, text=True, timeout=30, env=child_env(), cwd=str(ROOT))
     assert proc.returncode == 2
     assert why in proc.stderr and "listening" not in proc.stdout
+
+
+@pytest.mark.parametrize("pool", ["thread", "process"])
+def test_call_entries_find_modules_in_the_current_directory(tmp_path, pool):
+    """As the README's example: a package beside the menu file, the server
+    started from that directory; the function gets the code, returns the reply."""
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    (tmp_path / "mypkg" / "mod.py").write_text("def func(code):\n    return f'you typed {code}'\n")
+    (tmp_path / "my-menu.json").write_text(
+        '{"entries": {"1999": {"call": "mypkg.mod:func", "pool": "%s"}}}' % pool)
+    with Server("menu", "--menu", "my-menu.json", cwd=str(tmp_path)) as srv:
+        with connect(srv.address, timeout=60) as c:
+            assert recv_line(c) == WELCOME
+            c.sendall(b"1999\n")
+            assert recv_line(c) == b"you typed 1999\n"
