@@ -165,9 +165,11 @@ def _close_file(fd: int, fsync: bool) -> None:
         os.close(fd)
 
 
-def _commit(tmp: str, final: str, directory: str, fsync: bool) -> None:
-    """Make the complete file visible under its name, never replacing one."""
+def _commit(tmp: str, final: str, directory: str, fsync: bool, mode: int) -> None:
+    """Make the complete file visible under its name, never replacing one,
+    with its final permissions (the temporary file was private)."""
     try:
+        os.chmod(tmp, mode)
         os.link(tmp, final)  # EEXIST instead of overwriting, unlike rename()
     finally:
         os.unlink(tmp)
@@ -183,8 +185,9 @@ class UploadServer:
     """Settings and bookkeeping shared by the upload connections of one process."""
 
     def __init__(self, directory: str, *, max_size: int, idle_timeout: float, header_quiet: float,
-                 write_mode: str = "inline", fsync: bool = True) -> None:
+                 write_mode: str = "inline", fsync: bool = True, file_mode: Optional[int] = None) -> None:
         self.directory = os.path.abspath(directory)
+        self.file_mode = default_file_mode() if file_mode is None else file_mode
         self.max_size = max_size
         self.idle_timeout = idle_timeout
         self.header_quiet = header_quiet
@@ -482,7 +485,7 @@ class UploadProtocol:
             self.fail(UploadError("overrun", f"more than the {self._size} bytes announced"))
             return
         self.ctx.offload("thread", _commit, sink.path, self._final, self.server.directory,
-                         self.server.fsync, done=self._committed)
+                         self.server.fsync, self.server.file_mode, done=self._committed)
 
     def _committed(self, fut: Any) -> None:
         sink, self._sink = self._sink, None
@@ -562,8 +565,28 @@ def _size_arg(text: str) -> int:
     return int(m.group(1)) * units[m.group(2)]
 
 
+def default_file_mode() -> int:
+    """What a new file gets from open(): 0666 less the process's umask."""
+    umask = os.umask(0o022)  # reading the umask means setting it: set it back at once
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _mode_arg(text: str) -> int:
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an octal mode such as 644, got {text!r}") from None
+    if not 0 <= mode <= 0o777:
+        raise argparse.ArgumentTypeError(f"expected an octal mode 0-777, got {text!r}")
+    return mode
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dir", default=".", help="where uploaded files go (default: the current directory)")
+    parser.add_argument("--mode", type=_mode_arg, default=None, metavar="OCTAL",
+                        help="permissions of stored files, e.g. 600 (default: 666 less the umask, as "
+                             "any new file gets)")
     parser.add_argument("--max-size", type=_size_arg, default=_size_arg("8G"), metavar="SIZE",
                         help="largest accepted upload, e.g. 500M, 4G (default: 8G)")
     parser.add_argument("--idle-timeout", type=float, default=30.0, metavar="SECONDS",
@@ -588,7 +611,8 @@ def check_options(args: argparse.Namespace) -> None:
 def make_server(args: argparse.Namespace) -> UploadServer:
     check_options(args)
     return UploadServer(args.dir, max_size=args.max_size, idle_timeout=args.idle_timeout,
-                        header_quiet=args.header_quiet, write_mode=args.write_mode, fsync=args.fsync)
+                        header_quiet=args.header_quiet, write_mode=args.write_mode, fsync=args.fsync,
+                        file_mode=args.mode)
 
 
 def make_protocol_factory(args: argparse.Namespace, reactor: Any, ctx: ServeContext) -> Callable[[], Any]:

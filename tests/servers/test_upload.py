@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import resource
 import signal
 import socket
@@ -23,6 +24,7 @@ TUTORIAL_UPLOAD_CLIENT = r'''
 import socket
 import sys
 import os
+import stat
 
 ip_port = ('127.0.0.1', int(sys.argv[1]))
 sk = socket.socket()
@@ -358,3 +360,14 @@ def test_bad_dir_is_reported(tmp_path):
                           capture_output=True, timeout=30, env=child_env(), cwd=str(ROOT))
     assert proc.returncode != 0
     assert b"not a directory" in proc.stderr
+
+
+@pytest.mark.parametrize("umask, args, mode", [
+    (0o022, (), 0o644),
+    (0o027, (), 0o640),
+    (0o022, ("--mode", "600"), 0o600),
+])
+def test_stored_files_get_the_umasks_mode_or_the_one_asked_for(tmp_path, umask, args, mode):
+    with Server("upload", "--dir", str(tmp_path), *args, preexec_fn=lambda: os.umask(umask)) as srv:
+        assert put(srv.address, b"f.txt", b"data").startswith(b"ok ")
+    assert stat.S_IMODE(os.stat(tmp_path / "f.txt").st_mode) == mode
