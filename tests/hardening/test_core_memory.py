@@ -1,4 +1,4 @@
-"""Memory safety of the compiled core (issue 6).
+"""Memory safety of the compiled core.
 
 Three kinds of check, all against the compiled modules only (the pure-Python
 twins cannot corrupt memory; ``tests/core/test_refcounts.py`` runs them too):

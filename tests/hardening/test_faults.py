@@ -1,5 +1,5 @@
 """Faults that break servers in production, against real ``fastmux serve``
-processes (issue 6).
+processes.
 
 Each test fails if the fault costs data (a witness connection and fresh
 clients must get every byte), a crash (the server must be alive and answer),

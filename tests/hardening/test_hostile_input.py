@@ -1,4 +1,4 @@
-"""Hostile input against real server processes, property-based (issue 6).
+"""Hostile input against real server processes, property-based.
 
 * HTTP: arbitrary bytes, valid requests split at arbitrary read boundaries,
   pipelined bursts, header floods and request-smuggling shapes.  The server

@@ -1,4 +1,4 @@
-"""Load that breaks servers slowly (issue 6): connection churn, a large held
+"""Load that breaks servers slowly: connection churn, a large held
 set of connections, and slowloris.
 
 The server is a real ``fastmux serve`` subprocess; its descriptors
@@ -13,8 +13,8 @@ per server at 1.0, never under 20 000) and the hold time;
 ``FASTMUX_HELD_CONNECTIONS`` (default 10 000) is the held set.  Everything
 is bounded by timeouts, and CI runs these at the default size.
 
-Timing bounds: STYLE.md keeps timing assertions out of unit tests, and
-these are not unit tests -- the issue defines the faults by them (a busy
+Timing bounds: timing assertions stay out of unit tests, and these are
+not unit tests -- the faults are defined by them (a busy
 loop *is* CPU time, slowloris resistance *is* tail latency) -- so each is a
 generous multiple or a near-zero CPU figure measured over seconds.
 
