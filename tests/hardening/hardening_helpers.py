@@ -33,8 +33,8 @@ from fastmux._impl import WANT_EXTENSIONS
 from support.net import TIMEOUT, connect, recv_exactly, recv_line, recv_until_closed
 from support.server import Mode, Server
 
-# FASTMUX_SOAK_SCALE sizes the @pytest.mark.soak parts (1.0: full size, e.g.
-# 10 000 held connections); the default keeps the whole suite inside the CI budget.
+# FASTMUX_SOAK_SCALE sizes the @pytest.mark.soak parts (1.0: full size); the
+# default keeps the whole suite inside the CI budget.
 DEFAULT_SOAK_SCALE = 0.5
 SOAK_SCALE = float(os.environ.get("FASTMUX_SOAK_SCALE", "") or DEFAULT_SOAK_SCALE)
 
