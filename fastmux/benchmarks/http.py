@@ -159,17 +159,36 @@ def _serve_forever(loop: Any, protocol: Any, host: str, port: int) -> None:
     loop.run_forever()
 
 
+def _httptools_protocol() -> type:
+    """The part of the anchors' httptools protocols that does not depend on
+    the workload: a parser per connection, 400 and close on a parse error."""
+    import asyncio
+
+    import httptools
+
+    class HttptoolsProtocol(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+            self.parser = httptools.HttpRequestParser(self)
+
+        def data_received(self, data):
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserError:
+                self.transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                self.transport.close()
+
+    return HttptoolsProtocol
+
+
 def _app_httptools_server(kind: str, host: str, port: int, app_name: str) -> None:
     """An application run by an httptools protocol on uvloop or asyncio, as a
     competent user writes one: the head is collected into a small request
     object, the app is called when the request completes, and the response
     is framed with a Date cached per second and written in one call."""
-    import asyncio
     from email.utils import formatdate
     from http import HTTPStatus
     from urllib.parse import unquote
-
-    import httptools
 
     loop = _new_loop(kind)
     app = globals()[app_name]
@@ -202,20 +221,12 @@ def _app_httptools_server(kind: str, host: str, port: int, app_name: str) -> Non
                     return v.decode("latin-1")
             return default
 
-    class Proto(asyncio.Protocol):
+    class Proto(_httptools_protocol()):  # type: ignore[misc]
         def connection_made(self, transport):
-            self.transport = transport
-            self.parser = httptools.HttpRequestParser(self)
+            super().connection_made(transport)
             self.url = b""
             self.headers = []
             self.body = []
-
-        def data_received(self, data):
-            try:
-                self.parser.feed_data(data)
-            except httptools.HttpParserError:
-                self.transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                self.transport.close()
 
         def on_url(self, url):
             self.url += url
@@ -251,10 +262,7 @@ def _app_httptools_server(kind: str, host: str, port: int, app_name: str) -> Non
 
 def _raw_httptools_server(kind: str, host: str, port: int) -> None:
     """A raw httptools protocol on uvloop or asyncio, as a competent user writes it."""
-    import asyncio
     from email.utils import formatdate
-
-    import httptools
 
     loop = _new_loop(kind)
     body = b"Hello, World"
@@ -270,22 +278,7 @@ def _raw_httptools_server(kind: str, host: str, port: int) -> None:
 
     refresh()
 
-    class Proto(asyncio.Protocol):
-        def connection_made(self, transport):
-            self.transport = transport
-            self.parser = httptools.HttpRequestParser(self)
-            self.url = None
-
-        def data_received(self, data):
-            try:
-                self.parser.feed_data(data)
-            except httptools.HttpParserError:
-                self.transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                self.transport.close()
-
-        def on_url(self, url):
-            self.url = url
-
+    class Proto(_httptools_protocol()):  # type: ignore[misc]
         def on_message_complete(self):
             if self.parser.should_keep_alive():
                 self.transport.write(state["keep"])

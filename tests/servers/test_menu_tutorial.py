@@ -16,12 +16,10 @@ from typing import Dict, Optional
 
 import pytest
 
-from support.net import connect, recv_line
+from support.net import recv_line
 from support.server import Server
 
-WELCOME = "欢迎致电 10086,请输入1xxx,0转人工服务.\n".encode()
-AGENT = "通过可能会被录音.balabala一大推\n".encode()
-AGAIN = "请重新输入.\n".encode()
+from test_menu import AGAIN, AGENT, WELCOME, session
 BALANCE = "话费余额查询:余额将以短信方式发送到您的手机.\n".encode()
 
 # The tutorial's client for its 8020/8021 select server, as the tutorial
@@ -133,12 +131,6 @@ def test_tutorial_clients_unchanged_under_python2(tmp_path: Path, tutorial_ports
 def server():
     with Server("menu", "--quiet", "0.3") as srv:
         yield srv
-
-
-def session(address):
-    c = connect(address)
-    assert recv_line(c) == WELCOME
-    return c
 
 
 def test_input_without_newline_is_answered_after_the_quiet_period(server):
