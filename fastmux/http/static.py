@@ -31,24 +31,25 @@ so a popular small file costs one ``stat`` per request.  Larger files go out
 with ``transport.sendfile`` (``os.sendfile``, zero copy) from a descriptor
 opened for that response.
 
-Complete responses are kept for one second of the server's :class:`Clock`:
-a plain ``GET`` or ``HEAD`` (no ``If-None-Match``, ``If-Modified-Since`` or
-``Range``) whose answer was a 200 with its bytes in the small-file cache
-(or a HEAD) is remembered, head and body, under its request target and
-connection variant (keep-alive or close, GET or HEAD), and the next such
-request for that target costs a dictionary lookup and a look at the length
-of each header name.  Every response holds the clock's ``Date`` line, so the cache is tied
-to that very line (the object, not its text): when the clock turns its second
-the whole cache is dropped.  Hence the bound: a file changed, replaced or
-deleted (or a symlink swapped) is still answered as it was for at most the
-rest of the clock's current second -- at most one second after the change,
-plus however late the event loop runs the server's once-a-second tick (a
-clock nobody refreshes never drops it: that is a test harness, not a
-server).  Only what was already served and verified is replayed, so the
-containment rules above hold for the cache too; 404s, redirects, listings,
-304s and ranges are computed afresh.  Requests with ``If-None-Match``,
-``If-Modified-Since``, ``Range`` or ``If-Range`` bypass it, so they always
-get their 304/206/416 from a fresh ``stat``.
+Complete responses are kept for the rest of the server's :class:`Clock`
+second, because even that one ``stat`` and the head it feeds cost several
+times what replaying bytes does.  A plain ``GET`` or ``HEAD`` (no
+``If-None-Match``, ``If-Modified-Since``, ``Range`` or ``If-Range``)
+answered 200 with bytes the small-file cache holds (or a HEAD) is kept,
+head and body, by request target and variant (keep-alive or close, GET or
+HEAD); the next plain request for that target costs a dictionary lookup
+and a look at the length of each header name.  Every response carries the
+clock's ``Date`` line, which must be current, so the cache is tied to that
+very line (the object, not its text) and dropped whole when the clock turns
+its second.  Hence the bound: after a file is changed, replaced or deleted
+(or a symlink swapped), the old answer may still be given until the clock
+next turns -- at most one second, plus however late the event loop runs
+the server's once-a-second tick.  (A clock nobody refreshes, as in unit
+tests, never turns.)  Only answers already verified and served are
+replayed, so rules 1-4 hold for the cache too.  It holds at most
+``cache_max`` bytes and 4096 targets.  404s, redirects, listings, 304s,
+206s and 416s are never kept: conditional and range requests always get a
+fresh ``stat``.
 """
 from __future__ import annotations
 
@@ -477,17 +478,19 @@ class StaticFiles:
             if meta is None or meta[0] != ident or meta[1] != key:
                 mtime = int(st.st_mtime)
                 etag = _etag(st)
-                validators = b"Last-Modified: " + http_date(mtime) + b"\r\nETag: " + etag + b"\r\n"
+                modified = http_date(mtime)
+                validators = b"Last-Modified: " + modified + b"\r\nETag: " + etag + b"\r\n"
                 extra = b"Content-Type: " + content_type_for(name or path) + b"\r\nAccept-Ranges: bytes\r\n" + validators
                 if len(self._meta) >= _VERIFIED_MAX:
                     self._meta.clear()
-                meta = self._meta[path] = (ident, key, mtime, etag, validators, extra)
-            _, _, mtime, etag, validators, extra = meta
+                meta = self._meta[path] = (ident, key, mtime, modified, etag, validators, extra)
+            _, _, mtime, modified, etag, validators, extra = meta
             inm, ims, rng, if_range = _conditionals(headers)
             if inm is not None:
                 not_modified = _etag_matches(inm, etag, weak=True)
             elif ims is not None:
-                ims_time = _parse_http_date(ims)
+                # Clients send back the Last-Modified they were given: no date to parse.
+                ims_time = mtime if ims == modified else _parse_http_date(ims)
                 not_modified = ims_time is not None and mtime <= ims_time
             else:
                 not_modified = False

@@ -485,7 +485,7 @@ def test_response_cache_covers_index_and_head_of_large_files(root, settled, monk
     assert b"Directory listing" in get(c, "/sub/").body
 
 
-def test_response_cache_is_bounded(root, settled):
+def test_response_cache_is_bounded(root, settled, monkeypatch):
     c = conn_for(root, cache_max=len(PAYLOAD) + 1000)
     get(c, "/data.bin")
     get(c, "/hello.txt")
@@ -497,3 +497,7 @@ def test_response_cache_is_bounded(root, settled):
     next_second(c)
     get(c, "/page.html")
     assert list(static._hot) == [b"/page.html"]  # the new second starts empty
+    monkeypatch.setattr("fastmux.http.static._PATHS_MAX", 2)
+    for target in ("/hello.txt", "/style.css", "/page.html?v=2"):
+        get(c, target)
+    assert list(static._hot) == [b"/page.html", b"/hello.txt"]
