@@ -30,6 +30,26 @@ changed in the last two seconds are not cached, as timestamps are coarse),
 so a popular small file costs one ``stat`` per request.  Larger files go out
 with ``transport.sendfile`` (``os.sendfile``, zero copy) from a descriptor
 opened for that response.
+
+Complete responses are kept for the rest of the server's :class:`Clock`
+second, because even that one ``stat`` and the head it feeds cost several
+times what replaying bytes does.  A plain ``GET`` or ``HEAD`` (no
+``If-None-Match``, ``If-Modified-Since``, ``Range`` or ``If-Range``)
+answered 200 with bytes the small-file cache holds (or a HEAD) is kept,
+head and body, by request target and variant (keep-alive or close, GET or
+HEAD); the next plain request for that target costs a dictionary lookup
+and a look at the length of each header name.  Every response carries the
+clock's ``Date`` line, which must be current, so the cache is tied to that
+very line (the object, not its text) and dropped whole when the clock turns
+its second.  Hence the bound: after a file is changed, replaced or deleted
+(or a symlink swapped), the old answer may still be given until the clock
+next turns -- at most one second, plus however late the event loop runs
+the server's once-a-second tick.  (A clock nobody refreshes, as in unit
+tests, never turns.)  Only answers already verified and served are
+replayed, so rules 1-4 hold for the cache too.  It holds at most
+``cache_max`` bytes and 4096 targets.  404s, redirects, listings, 304s,
+206s and 416s are never kept: conditional and range requests always get a
+fresh ``stat``.
 """
 from __future__ import annotations
 
@@ -59,6 +79,10 @@ _VERIFIED_MAX = 65536
 _RACY_S = 2.0
 _PATHS_MAX = 4096
 _MISSING = object()
+# The request headers that may change a file's answer, and their lengths
+# (most names are told apart by length alone, without lower-casing them).
+_CONDITIONAL_NAMES = frozenset((b"range", b"if-range", b"if-none-match", b"if-modified-since"))
+_CONDITIONAL_LENGTHS = frozenset(map(len, _CONDITIONAL_NAMES))
 _HAVE_PROC = os.path.isdir("/proc/self/fd")
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
 # open() failing for want of a descriptor says nothing about the file: 503, not 404.
@@ -241,6 +265,11 @@ class StaticFiles:
         self._paths: Dict[bytes, Any] = {}  # request path -> _fs_path(): the decoding is pure
         self._content: Dict[Tuple[int, int], Tuple[Tuple[int, int, int], bytes]] = {}
         self._content_bytes = 0
+        # Complete responses for the clock's current second (see the module
+        # docstring): request target -> [GET keep, HEAD keep, GET close, HEAD close].
+        self._hot: Dict[bytes, List[Optional[bytes]]] = {}
+        self._hot_date = b""  # the Clock.date_line they were made with
+        self._hot_bytes = 0
 
     # -- resolution ---------------------------------------------------------
 
@@ -323,6 +352,16 @@ class StaticFiles:
         Out of file descriptors (EMFILE/ENFILE), a file that would need one
         is a 503 with ``Retry-After``: a 404 would tell the client (and any
         cache) that a file which exists does not."""
+        if self._hot_date is clock.date_line:
+            hot = self._hot.get(target)
+            if hot is not None:
+                reply = hot[conn * 2 + head_only]
+                if reply is not None:
+                    for name, _ in headers:
+                        if len(name) in _CONDITIONAL_LENGTHS and name.lower() in _CONDITIONAL_NAMES:
+                            break
+                    else:
+                        return reply
         try:
             return self._serve(target, headers, head_only, clock, conn)
         except _OutOfDescriptors:
@@ -343,19 +382,20 @@ class StaticFiles:
             except (OSError, ValueError):
                 st = None
             if st is not None and stat.S_ISREG(st.st_mode):
-                reply = self._file(headers, clock, conn, resolved[0], st, head_only)
+                reply = self._file(target, headers, clock, conn, resolved[0], st, head_only)
                 if reply is not None:
                     return reply
             elif st is not None and stat.S_ISDIR(st.st_mode):
                 opened = self._open(resolved[0], expect=st)
                 if opened is not None:
                     try:
-                        return self._directory(path, query, headers, clock, conn, opened[0], resolved, head_only)
+                        return self._directory(target, path, query, headers, clock, conn, opened[0], resolved,
+                                               head_only)
                     finally:
                         os.close(opened[0])
         return simple_response(clock, 404, conn, head_only)
 
-    def _directory(self, raw_path, query, headers, clock, conn, fd, resolved, head_only) -> Reply:
+    def _directory(self, target, raw_path, query, headers, clock, conn, fd, resolved, head_only) -> Reply:
         fs_path, slash = resolved
         if not slash:
             # Relative links in the listing or index.html need the slash.
@@ -370,7 +410,8 @@ class StaticFiles:
             except OSError:
                 ist = None
             if ist is not None and stat.S_ISREG(ist.st_mode):
-                reply = self._file(headers, clock, conn, index_path, ist, head_only, dir_fd=fd, name=self.index)
+                reply = self._file(target, headers, clock, conn, index_path, ist, head_only,
+                                   dir_fd=fd, name=self.index)
                 if reply is not None:
                     return reply
         if not self.listing:
@@ -414,13 +455,14 @@ class StaticFiles:
         lines += ["</ul>", "<hr>", "</body>", "</html>", ""]
         return "\n".join(lines).encode("utf-8")
 
-    def _file(self, headers, clock, conn, path, st, head_only, dir_fd=None, name=None) -> Optional[Reply]:
+    def _file(self, target, headers, clock, conn, path, st, head_only, dir_fd=None, name=None) -> Optional[Reply]:
         """The reply for a regular file whose stat is ``st``; None if it is
         not to be served (outside the root, or replaced while we looked).
 
         A file is opened only when its bytes are needed and not cached, and
         its containment is checked on the opened descriptor unless that very
-        file (device, inode) was checked before.
+        file (device, inode) was checked before.  A plain 200 answer is kept
+        for the rest of the clock's second under ``target``.
         """
         ident = (st.st_dev, st.st_ino)
         fd = -1
@@ -436,17 +478,19 @@ class StaticFiles:
             if meta is None or meta[0] != ident or meta[1] != key:
                 mtime = int(st.st_mtime)
                 etag = _etag(st)
-                validators = b"Last-Modified: " + http_date(mtime) + b"\r\nETag: " + etag + b"\r\n"
+                modified = http_date(mtime)
+                validators = b"Last-Modified: " + modified + b"\r\nETag: " + etag + b"\r\n"
                 extra = b"Content-Type: " + content_type_for(name or path) + b"\r\nAccept-Ranges: bytes\r\n" + validators
                 if len(self._meta) >= _VERIFIED_MAX:
                     self._meta.clear()
-                meta = self._meta[path] = (ident, key, mtime, etag, validators, extra)
-            _, _, mtime, etag, validators, extra = meta
+                meta = self._meta[path] = (ident, key, mtime, modified, etag, validators, extra)
+            _, _, mtime, modified, etag, validators, extra = meta
             inm, ims, rng, if_range = _conditionals(headers)
             if inm is not None:
                 not_modified = _etag_matches(inm, etag, weak=True)
             elif ims is not None:
-                ims_time = _parse_http_date(ims)
+                # Clients send back the Last-Modified they were given: no date to parse.
+                ims_time = mtime if ims == modified else _parse_http_date(ims)
                 not_modified = ims_time is not None and mtime <= ims_time
             else:
                 not_modified = False
@@ -467,13 +511,20 @@ class StaticFiles:
                     first, last = parsed  # type: ignore[misc]
                     status, start, count = 206, first, last - first + 1
                     extra += b"Content-Range: bytes %d-%d/%d\r\n" % (first, last, size)
-            if head_only:
-                return build_head(clock, status, conn, count, extra)
-            if size <= self.inline_max:
-                data = self._small_file(ident, key, fd, path, dir_fd, name, st)
-                if data is None:
-                    return None
-                return build_head(clock, status, conn, count, extra) + data[start:start + count]
+            if head_only or size <= self.inline_max:
+                if head_only:
+                    reply = build_head(clock, status, conn, count, extra)
+                else:
+                    data = self._small_file(ident, key, fd, path, dir_fd, name, st)
+                    if data is None:
+                        return None
+                    reply = build_head(clock, status, conn, count, extra) + data[start:start + count]
+                if inm is None and ims is None and rng is None:
+                    # Bytes only the small-file cache vouches for (not torn by a write).
+                    kept = self._content.get(ident)
+                    if head_only or (kept is not None and kept[1] is data):
+                        self._remember(target, clock.date_line, conn * 2 + head_only, reply)
+                return reply
             if fd < 0:
                 opened = self._open(path if dir_fd is None else name, dir_fd, expect=st)
                 if opened is None:
@@ -491,9 +542,26 @@ class StaticFiles:
             if fd >= 0:
                 os.close(fd)
 
+    def _remember(self, target: bytes, date_line: bytes, variant: int, reply: bytes) -> None:
+        """Keep ``reply`` for ``target`` while the clock's Date line is ``date_line``."""
+        if self._hot_date is not date_line:
+            self._hot = {}
+            self._hot_date = date_line
+            self._hot_bytes = 0
+        if self._hot_bytes + len(reply) > self.cache_max:
+            return  # full until the next second empties it
+        hot = self._hot.get(target)
+        if hot is None:
+            if len(self._hot) >= _PATHS_MAX:
+                return
+            hot = self._hot[target] = [None, None, None, None]
+        hot[variant] = reply  # empty: a kept variant is answered before it could get here
+        self._hot_bytes += len(reply)
+
     def _small_file(self, ident, key, fd, path, dir_fd, name, st) -> Optional[bytes]:
         """A small file's bytes: from the cache if the file is unchanged
-        (same size, mtime and ctime: any write changes ctime), else read."""
+        (same size, mtime and ctime: any write changes ctime), else read
+        and kept if nothing changed it while we read nor shortly before."""
         cached = self._content.get(ident)
         if cached is not None and cached[0] == key:
             return cached[1]
@@ -505,16 +573,18 @@ class StaticFiles:
             fd = opened[0]
         try:
             data = os.pread(fd, key[0] + 1, 0)
+            after = os.fstat(fd)
         finally:
             if own:
                 os.close(fd)
         if len(data) != key[0]:
             return None  # changed while we read: 404 rather than a wrong length
-        if time.time() - st.st_ctime < _RACY_S:
-            # Timestamps are coarse (a kernel tick): a file changed again
-            # within the same tick could keep size, mtime and ctime.  Like
-            # git's "racily clean" entries, cache only files whose last change
-            # is older than that.
+        if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != key or time.time() - st.st_ctime < _RACY_S:
+            # Written while we read (the bytes may be torn: served, not
+            # kept), or changed recently: timestamps are coarse (a kernel
+            # tick), so a file changed again within the same tick could keep
+            # size, mtime and ctime.  Like git's "racily clean" entries, cache
+            # only files whose last change is older than that.
             return data
         if self._content_bytes + len(data) > self.cache_max:
             self._content.clear()

@@ -312,6 +312,7 @@ def test_small_file_cache_sees_in_place_rewrites(root, monkeypatch):
     with open(p, "r+b") as f:  # same size, and the old mtime put back: only ctime tells
         f.write(b"0002")
     os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    next_second(c)  # past the response cache's bound: the small-file cache decides
     assert get(c, "/counter.txt").body == b"0002"
 
 
@@ -328,3 +329,175 @@ def test_cached_file_is_cached(root, monkeypatch):
     assert get(c, "/old.txt").body == b"cached"
     assert get(c, "/old.txt", "Range: bytes=1-2").body == b"ac"
     assert opens == []  # served from the cache after one stat
+
+
+# -- the response cache: complete answers for the clock's current second ------
+
+
+def next_second(c):
+    """Turn the server's clock to its next second, as a running server's tick does."""
+    c.wall = getattr(c, "wall", time.time()) + 1.0
+    c.server.tick(wall=c.wall)
+
+
+@pytest.fixture
+def settled(monkeypatch):
+    """Every file's last change counts as older than the timestamp tick (cacheable)."""
+    time_now = time.time
+    monkeypatch.setattr(time, "time", lambda: time_now() + 10)
+
+
+def count_stats(monkeypatch):
+    stats = []
+    real_stat = os.stat
+    monkeypatch.setattr(os, "stat", lambda *a, **k: stats.append(a) or real_stat(*a, **k))
+    return stats
+
+
+def test_response_cache_replays_the_answer_until_the_second_turns(root, settled, monkeypatch):
+    c = conn_for(root)
+    first = c.feed(b"GET /hello.txt HTTP/1.1\r\n\r\n")
+    stats = count_stats(monkeypatch)
+    assert c.feed(b"GET /hello.txt HTTP/1.1\r\n\r\n") == first
+    assert stats == []  # not even a stat
+    next_second(c)
+    again = c.feed(b"GET /hello.txt HTTP/1.1\r\n\r\n")
+    assert len(stats) == 1  # checked afresh once the second turned
+    assert again != first and parse_responses(again)[0].body == parse_responses(first)[0].body
+    # The Date is the clock's current one, never the cached response's.
+    assert parse_responses(again)[0].header("Date") == c.server.clock.date.decode()
+
+
+def test_response_cache_keeps_each_variant_apart(root, settled):
+    server = make_server(static=StaticFiles(str(root)))
+    for _ in range(2):  # made, then replayed
+        c = Conn(server)
+        assert get(c, "/data.bin").body == PAYLOAD
+        head = get(c, "/data.bin", method="HEAD")
+        assert head.body == b"" and head.header("Content-Length") == str(len(PAYLOAD))
+        assert head.header("Connection") == "keep-alive"
+        closing = parse_responses(c.feed(b"GET /data.bin HTTP/1.1\r\nConnection: close\r\n\r\n"))[0]
+        assert closing.header("Connection") == "close" and closing.body == PAYLOAD and c.finished
+        c = Conn(server)
+        last = parse_responses(c.feed(b"HEAD /data.bin HTTP/1.0\r\n\r\n"), ["HEAD"])[0]
+        assert last.header("Connection") == "close" and last.body == b"" and c.finished
+    assert server.static._hot[b"/data.bin"].count(None) == 0  # all four were kept
+
+
+@pytest.mark.parametrize("change", ["rewrite", "delete", "symlink-out", "symlink-in"])
+def test_response_cache_bound_after_a_change(root, settled, tmp_path, change):
+    """A change is answered as before for the rest of the clock's second at
+    most; after the tick the answer is the file's (or 404), and a file
+    outside the root is never served."""
+    c = conn_for(root)
+    p = root / "page.html"
+    before = get(c, "/page.html").body
+    assert before == b"<p>hi</p>"
+    if change == "rewrite":
+        p.write_bytes(b"<p>changed, and longer</p>")
+    else:
+        p.unlink()
+        if change == "symlink-out":
+            os.symlink(tmp_path / "secret.txt", p)
+        elif change == "symlink-in":
+            os.symlink(root / "style.css", p)
+    assert get(c, "/page.html").body == before  # within the bound
+    next_second(c)
+    r = get(c, "/page.html")
+    expected = {"rewrite": (200, b"<p>changed, and longer</p>"), "delete": (404, None),
+                "symlink-out": (404, None), "symlink-in": (200, b"p{}")}[change]
+    assert r.status == expected[0] and b"secret" not in r.body
+    if expected[1] is not None:
+        assert r.body == expected[1] and r.header("Content-Length") == str(len(expected[1]))
+
+
+def test_response_cache_holds_nothing_recently_changed(root):
+    """A file changed within the timestamp tick may still be being written:
+    its answer is not kept, so a rewrite in the same second is seen at once."""
+    c = conn_for(root)
+    p = root / "fresh.txt"
+    p.write_bytes(b"0001")
+    assert get(c, "/fresh.txt").body == b"0001"
+    p.write_bytes(b"0002")
+    assert get(c, "/fresh.txt").body == b"0002"
+    assert not c.server.static._hot
+
+
+def test_conditional_and_range_requests_bypass_the_response_cache(root, settled):
+    c = conn_for(root)
+    first = get(c, "/data.bin")
+    assert get(c, "/data.bin").body == PAYLOAD  # cached now
+    etag, lm = first.header("ETag"), first.header("Last-Modified")
+    assert get(c, "/data.bin", f"If-None-Match: {etag}").status == 304
+    assert get(c, "/data.bin", f"if-none-match: {etag}").status == 304
+    assert get(c, "/data.bin", f"If-Modified-Since: {lm}").status == 304
+    r = get(c, "/data.bin", "Range: bytes=1-2")
+    assert r.status == 206 and r.body == PAYLOAD[1:3]
+    assert get(c, "/data.bin", "RANGE: bytes=1-2").status == 206
+    assert get(c, "/data.bin", "Range: bytes=99999-").status == 416
+    assert get(c, "/data.bin", "Range: bytes=0-0", f"If-Range: {etag}").status == 206
+    # Headers of the same lengths that change nothing get the cached answer.
+    for header in ("Cache-Control: no-cache", "If-Range: " + etag, "Range: ", "Accept: */*"):
+        r = get(c, "/data.bin", header)
+        assert r.status == 200 and r.body == PAYLOAD, header
+    # What a conditional or range request got is not kept for plain ones.
+    for header in (f"If-None-Match: {etag}", f"If-Modified-Since: {lm}", "Range: bytes=1-2", "Range: bytes=x"):
+        next_second(c)
+        get(c, "/data.bin", header)
+        for method in ("GET", "HEAD"):
+            r = get(c, "/data.bin", method=method)
+            assert r.status == 200 and r.header("Content-Length") == str(len(PAYLOAD)), (header, method)
+    assert get(c, "/data.bin").body == PAYLOAD
+
+
+def test_bytes_torn_by_a_write_are_not_kept(root, settled, monkeypatch):
+    """A write while the file is read (same size, so the length check passes)
+    may have torn what was read: that is served once, never replayed."""
+    c = conn_for(root)
+    p = root / "counter.txt"
+    p.write_bytes(b"0001")
+    real_pread = os.pread
+
+    def pread_then_write(fd, n, offset):
+        data = real_pread(fd, n, offset)
+        time.sleep(0.02)  # past the kernel's timestamp tick
+        p.write_bytes(b"0002")
+        return data
+
+    monkeypatch.setattr(os, "pread", pread_then_write)
+    assert get(c, "/counter.txt").body == b"0001"
+    monkeypatch.setattr(os, "pread", real_pread)
+    assert get(c, "/counter.txt").body == b"0002"  # the same second: it was not kept
+
+
+def test_response_cache_covers_index_and_head_of_large_files(root, settled, monkeypatch):
+    c = conn_for(root, inline_max=100)
+    index = get(c, "/sub/")
+    big = get(c, "/big.bin", method="HEAD")
+    stats = count_stats(monkeypatch)
+    assert get(c, "/sub/").body == index.body == b"<h1>sub index</h1>"
+    assert get(c, "/big.bin", method="HEAD").raw_head == big.raw_head
+    assert stats == []
+    assert get(c, "/big.bin").body == (root / "big.bin").read_bytes()  # a sendfile: not kept
+    assert stats
+    (root / "sub" / "index.html").unlink()
+    next_second(c)
+    assert b"Directory listing" in get(c, "/sub/").body
+
+
+def test_response_cache_is_bounded(root, settled, monkeypatch):
+    c = conn_for(root, cache_max=len(PAYLOAD) + 1000)
+    get(c, "/data.bin")
+    get(c, "/hello.txt")
+    get(c, "/data.bin", method="HEAD")
+    get(c, "/page.html")
+    static = c.server.static
+    assert static._hot_bytes <= static.cache_max
+    assert get(c, "/page.html").body == b"<p>hi</p>"
+    next_second(c)
+    get(c, "/page.html")
+    assert list(static._hot) == [b"/page.html"]  # the new second starts empty
+    monkeypatch.setattr("fastmux.http.static._PATHS_MAX", 2)
+    for target in ("/hello.txt", "/style.css", "/page.html?v=2"):
+        get(c, target)
+    assert list(static._hot) == [b"/page.html", b"/hello.txt"]
