@@ -241,9 +241,18 @@ def test_ten_thousand_held_connections(edge):
                    rss_after_mib=round(r["rss_after"] / MIB, 1), idle_cpu_while_held_s=round(r["idle_cpu"], 3),
                    requests=r["result"]["requests"], p99_us=r["result"]["p99_us"])
         first, second = rounds
+        # What the release cannot return is CPython's small-object allocator, not
+        # connections: pymalloc maps 1 MiB arenas and an arena stays resident while
+        # any block in it lives (and it keeps one empty arena on purpose), so a few
+        # interpreter blocks that outlive the burst (freelist entries, small buffers)
+        # pin whole arenas: 2-4 MiB stay on 3.11, 4-7 MiB on 3.10, in 1 MiB steps.
+        # Without the release about three quarters of the held round's cost stays, so
+        # the bound is a share of that cost (which also scales with HELD).
         for r in rounds:
-            assert r["rss_after"] - rss0 < 6 * MIB, \
-                f"RSS {rss0 / MIB:.1f} MiB before, {r['rss_after'] / MIB:.1f} MiB after {HELD} connections left"
+            cost = r["rss_held"] - rss0
+            assert r["rss_after"] - rss0 < cost / 2, \
+                f"RSS {rss0 / MIB:.1f} MiB before, {r['rss_held'] / MIB:.1f} MiB held, " \
+                f"{r['rss_after'] / MIB:.1f} MiB after {HELD} connections left"
         # A leak would add most of a round's cost (~16 MiB) again; the
         # allocators' plateau wanders by a few MiB from run to run.
         assert second["rss_after"] - first["rss_after"] < 5 * MIB, \
