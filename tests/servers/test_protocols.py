@@ -138,7 +138,7 @@ def test_offload_to_process_pool_delivers_on_the_loop_thread(runtime):
 @pytest.mark.parametrize("mode", ["inline", "thread"])
 def test_upload_and_graceful_shutdown(runtime, tmp_path, mode):
     args = argparse.Namespace(dir=str(tmp_path), max_size=1 << 30, idle_timeout=30.0, header_quiet=0.2,
-                              write_mode=mode, fsync=True)
+                              write_mode=mode, fsync=True, mode=None)
     srv = Running(runtime, upload, args)
     data = os.urandom((3 << 20) + 17)
     try:
