@@ -275,6 +275,7 @@ class HttpProtocol:
         "_fast", "_fast_ok", "_careful", "_closing", "_lingering", "_eof", "_draining",
         "_queue", "_deferred", "_in_drain", "_writing_paused", "_reading_paused", "_wprogress",
         "_nreq", "_tkey", "_tsince", "_peer", "_sendfile", "_native_files", "_keep_body", "_small", "_access",
+        "_batch", "_out1", "_out", "_out_size",
         "__weakref__",
     )
 
@@ -324,6 +325,14 @@ class HttpProtocol:
         self._writing_paused = False
         self._reading_paused = False
         self._wprogress = 0
+        # While a read is parsed (_batch), the responses it completes collect
+        # and go to the transport in one write at its end: a pipelined burst
+        # costs one send, not one per response.  The first waits in _out1,
+        # the rest in _out: a read with one request allocates nothing more.
+        self._batch = False
+        self._out1: Optional[bytes] = None
+        self._out: List[bytes] = []
+        self._out_size = 0
         # Timeouts (see _check_timeouts).
         self._nreq = 0  # requests completed, except those feed_hello answered
         self._tkey: Any = None
@@ -354,7 +363,9 @@ class HttpProtocol:
         self._feed = parser.feed_data
         if hasattr(parser, "feed_hello"):
             self._hello_parser = parser
-            parser.set_hello(self._write, self._config.max_headers)
+            # It answers only within a read, so through _emit; the compiled
+            # protocol is a RequestSink, whose _emit the parser calls as C.
+            parser.set_hello(None if cython.compiled else self._emit, self._config.max_headers)
         self._peer = transport.get_extra_info("peername")
         # A transport with sendfile(file, offset, count, head=) (fastmux's)
         # sends files zero-copy; otherwise they are streamed with pread + write.
@@ -368,22 +379,28 @@ class HttpProtocol:
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return  # answered with close (or lingering): input is discarded
-        if len(data) > self._small:
-            self._data_careful(data)
-            return
-        if self._hello_parser is not None:
-            # compiled: a C call (the attribute is typed in _protocol_c.pxd).
-            # The error comes back as a value: no try block on this path.
-            exc = self._hello_parser.feed_hello(data, self._hello if self._fast else None)
-            if exc is not None:
-                self._feed_failed(exc, data)
-        else:
-            try:
-                self._feed(data)
-            except (HttpParserUpgrade, HttpParserError) as exc:
-                self._feed_failed(exc, data)
-        if self._url:
-            self._partial(len(data))
+        self._batch = True
+        try:
+            if len(data) > self._small:
+                self._data_careful(data)
+            else:
+                if self._hello_parser is not None:
+                    # compiled: a C call (the attribute is typed in _protocol_c.pxd).
+                    # The error comes back as a value: no try block on this path.
+                    exc = self._hello_parser.feed_hello(data, self._hello if self._fast else None)
+                    if exc is not None:
+                        self._feed_failed(exc, data)
+                else:
+                    try:
+                        self._feed(data)
+                    except (HttpParserUpgrade, HttpParserError) as exc:
+                        self._feed_failed(exc, data)
+                if self._url:
+                    self._partial(len(data))
+        finally:
+            self._batch = False
+            if self._out1 is not None:
+                self._flush_out()
 
     def eof_received(self) -> Optional[bool]:
         self._eof = True
@@ -418,6 +435,8 @@ class HttpProtocol:
         self._parser = None  # break the parser <-> protocol cycle
         self._headers = []
         self._body = []
+        self._out1 = None
+        self._out.clear()
         self._sendfile = None
 
     def pause_writing(self) -> None:
@@ -540,11 +559,11 @@ class HttpProtocol:
             method = self._method
             if method == b"GET":
                 self._headers.clear()
-                self._write(self._hello[0])
+                self._emit(self._hello[0])
                 return
             if method == b"HEAD":
                 self._headers.clear()
-                self._write(self._hello[1])
+                self._emit(self._hello[1])
                 return
         self._request(url)
 
@@ -717,7 +736,7 @@ class HttpProtocol:
                 if self._queue or self._deferred:
                     self._deferred.append((_NOTICE, 100, b""))
                 else:
-                    self._write(CONTINUE_100)
+                    self._emit(CONTINUE_100)
 
     def _parse_error(self, exc: HttpParserError, data: bytes) -> None:
         status = 400
@@ -771,17 +790,52 @@ class HttpProtocol:
                 reply.close()  # type: ignore[union-attr]
             return
         if not self._queue and type(reply) is bytes:
-            self._write(reply)
+            self._emit(reply)
             return
         self._queue.append(reply)
         self._fast = False
         self._drain()
+
+    def _emit(self, data: bytes) -> None:
+        """Write ``data``, or collect it while a read is parsed."""
+        if not self._batch:
+            self._write(data)
+            return
+        if self._out1 is None:
+            self._out1 = data
+            return
+        out = self._out
+        if not out:
+            self._out_size = len(self._out1)
+        out.append(data)
+        self._out_size += len(data)
+        # Written at 64 KiB: a join copies at most that besides the last
+        # response (a literal: compiled, a C compare).
+        if self._out_size >= 65536:
+            self._flush_out()
+
+    def _flush_out(self) -> None:
+        """Write what _emit collected, as one buffer (one send)."""
+        data = self._out1
+        self._out1 = None
+        out = self._out
+        if out:
+            out.insert(0, data)
+            data = b"".join(out)
+            out.clear()
+        self._write(data)
 
     def _drain(self) -> None:
         """Move queued responses to the transport, then answer deferred
         requests, while the transport is not over its high-water mark."""
         if self._in_drain:
             return  # the running loop below will see what was queued
+        # The loop writes to the transport itself (files, high-water checks):
+        # what was collected goes first, and nothing collects meanwhile.
+        if self._out1 is not None:
+            self._flush_out()
+        batch = self._batch
+        self._batch = False
         self._in_drain = True
         try:
             queue = self._queue
@@ -816,6 +870,7 @@ class HttpProtocol:
                 self._refresh_fast()
         finally:
             self._in_drain = False
+            self._batch = batch
             self._maybe_resume_reading()
 
     def _send_file_native(self, item: FileSend) -> None:
@@ -873,6 +928,8 @@ class HttpProtocol:
         transport = self._transport
         if transport is None or self._lingering:
             return
+        if self._out1 is not None:
+            self._flush_out()
         self._lingering = True
         self._tkey = None
         try:

@@ -22,7 +22,8 @@ for requests that begin in ``data`` and turn out to be ``GET /`` or
 ``HEAD /``, HTTP/1.0 or 1.1, keep-alive, without a body, upgrade, or more
 than ``max_headers`` (or ``MAX_HELD_HEADERS``) headers: each of those is answered by writing
 ``replies[0]`` (GET) or ``replies[1]`` (HEAD) with the ``write`` given to
-``set_hello``, and makes no callback at all (``answered`` counts them).
+``set_hello`` (a RequestSink's ``_emit``, as a C call), and makes no other
+callback at all (``answered`` counts them).
 The error ``feed_data`` would raise, ``feed_hello`` returns (else None): the
 caller's per-read path then needs no try block.
 Until a request is known to be one, its URL and headers are held as spans
@@ -75,6 +76,9 @@ cdef class RequestSink:
         raise NotImplementedError
 
     cdef _message_done(self):
+        raise NotImplementedError
+
+    cdef _emit(self, bytes reply):
         raise NotImplementedError
 
 
@@ -134,16 +138,20 @@ cdef class HttpRequestParser:
     # -- the hello-world shortcut ----------------------------------------------
 
     def set_hello(self, write, int max_headers):
-        """Where ``feed_hello`` writes its answers, and the most headers a
-        request it answers may have."""
+        """Where ``feed_hello`` writes its answers (a RequestSink's go to its
+        ``_emit``: ``write`` may be None), and the most headers a request it
+        answers may have."""
+        if write is None and self._sink is None:
+            raise TypeError("set_hello() needs a write callable")
         self._write = write
         self._max_headers = max_headers
+        self._hello_set = True
 
     cpdef feed_hello(self, data, replies):
         """``feed_data``, answering hello-world requests itself (see the module
         doc) unless ``replies`` is None; what ``feed_data`` would raise is
         returned instead, else None."""
-        if self._write is None:
+        if not self._hello_set:
             raise RuntimeError("feed_hello() before set_hello()")
         self._replies = replies
         # A request begun in an earlier read has made its callbacks already.
@@ -405,7 +413,10 @@ cdef int _cb_message_complete(ll.llhttp_t *p) noexcept:
         if self._holding:
             self._holding = False
             self.answered += 1
-            self._write(self._replies[p.method == ll.HTTP_HEAD])
+            if self._sink is not None:
+                self._sink._emit(self._replies[p.method == ll.HTTP_HEAD])
+            else:
+                self._write(self._replies[p.method == ll.HTTP_HEAD])
         elif self._sink is not None:
             self._sink._message_done()
         elif self._on_message_complete is not None:

@@ -33,12 +33,17 @@ cdef class HttpProtocol(RequestSink):
     cdef public Py_ssize_t _wprogress, _nreq
     cdef public object _tkey, _peer, _sendfile, _access
     cdef public double _tsince
+    cdef public bint _batch
+    cdef public bytes _out1
+    cdef public list _out
+    cdef public Py_ssize_t _out_size
 
     cdef _add_url(self, bytes url)
     cdef _add_header(self, bytes name, bytes value)
     cdef _head_done(self, bytes method, str version, bint keep_alive)
     cdef _add_body(self, bytes chunk)
     cdef _message_done(self)
+    cdef _emit(self, bytes data)
 
     # The per-request path between them: C calls too.
     cdef _request(self, bytes url)
@@ -46,6 +51,7 @@ cdef class HttpProtocol(RequestSink):
     cdef _answer(self, bytes method, bytes url, str version, list headers, list body, Py_ssize_t body_len,
                  bint keep, int conn, list trailers)
     cdef _push(self, reply)
+    cdef _flush_out(self)
     cdef _refresh_fast(self)
     cdef _defer(self, tuple item)
     cdef _partial(self, Py_ssize_t nbytes)
