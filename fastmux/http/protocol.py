@@ -120,7 +120,10 @@ _KNOWN_METHODS = frozenset(
 
 
 class HttpConfig:
-    """Limits (bytes, counts) and timeouts (seconds) for one server."""
+    """Limits (bytes, counts) and timeouts (seconds) for one server.
+
+    A connection copies the limits it checks per request when it is made:
+    set them before serving."""
 
     __slots__ = (
         "max_url", "max_head", "max_headers", "max_body", "max_pipeline", "small_read",
@@ -274,7 +277,8 @@ class HttpProtocol:
         "_body", "_body_len", "_head_bytes", "_in_body", "_expect",
         "_fast", "_fast_ok", "_careful", "_closing", "_lingering", "_eof", "_draining",
         "_queue", "_deferred", "_in_drain", "_writing_paused", "_reading_paused", "_wprogress",
-        "_nreq", "_tkey", "_tsince", "_peer", "_sendfile", "_native_files", "_keep_body", "_small", "_access",
+        "_nreq", "_tkey", "_tsince", "_peer", "_sendfile", "_native_files", "_small", "_access",
+        "_app", "_static", "_hello_fast", "_max_url", "_max_headers", "_max_body",
         "_batch", "_out1", "_out", "_out_size",
         "__weakref__",
     )
@@ -340,9 +344,17 @@ class HttpProtocol:
         self._peer: Any = None
         self._sendfile: Any = None
         self._native_files = False
-        self._keep_body = server.app is not None
+        # What the per-request path reads of the server and its limits, as
+        # C fields when compiled.
+        self._app = server.app
+        self._static = server.static
+        self._hello_fast = server.hello_fast
         self._access = server.access_log
-        self._small = server.config.small_read
+        cfg = server.config
+        self._small = cfg.small_read
+        self._max_url = cfg.max_url
+        self._max_headers = cfg.max_headers
+        self._max_body = cfg.max_body
 
     def __repr__(self) -> str:
         return f"<HttpProtocol peer={self._peer!r} requests={self.requests()}>"
@@ -526,7 +538,7 @@ class HttpProtocol:
             n = len(name)
             if n == 14 and name.lower() == b"content-length":
                 try:
-                    too_big = int(value) > self._config.max_body
+                    too_big = int(value) > self._max_body
                 except ValueError:
                     too_big = False  # llhttp rejects it
                 if too_big:
@@ -540,10 +552,10 @@ class HttpProtocol:
     def _add_body(self, chunk: bytes) -> None:
         self._fast = False
         n = self._body_len + len(chunk)
-        if n > self._config.max_body:
+        if n > self._max_body:
             raise _Reject(413)
         self._body_len = n
-        if self._keep_body:
+        if self._app is not None:  # only an application reads bodies
             self._body.append(chunk)
 
     def on_message_complete(self) -> None:
@@ -584,7 +596,6 @@ class HttpProtocol:
         self._head_bytes = 0
         if self._closing:
             return  # a pipelined request after one we answered with close
-        cfg = self._config
         version = self._version
         method = self._method
         if version != "1.1" and version != "1.0":
@@ -593,29 +604,31 @@ class HttpProtocol:
         if method == b"CONNECT":  # no tunnels; the rest of the stream is not HTTP
             self._fail(405, _ALLOW)
             return
-        if len(url) > cfg.max_url:
+        if len(url) > self._max_url:
             self._fail(414)
             return
-        if len(headers) > cfg.max_headers or (
+        if len(headers) > self._max_headers or (
             # A head that arrived in one small read is under max_head already.
-            (self._careful or spanned) and len(url) + sum(len(n) + len(v) + 4 for n, v in headers) > cfg.max_head
+            (self._careful or spanned)
+            and len(url) + sum(len(n) + len(v) + 4 for n, v in headers) > self._config.max_head
         ):
             self._fail(431)
             return
         keep = self._keep_alive and not self._draining
         if not keep:
             self._closing = True  # this is the last request we answer
-        elif not self._fast_ok and self._server.hello_fast:
+        elif not self._fast_ok and self._hello_fast:
             self._fast_ok = True
-        item = (method, url, version, headers, body, body_len, keep, trailers)
         if self._queue or self._deferred:
-            self._defer(item)
+            self._defer((method, url, version, headers, body, body_len, keep, trailers))
         else:
-            self._respond(item)
+            self._respond(method, url, version, headers, body, body_len, keep, trailers)
             self._refresh_fast()
 
-    def _respond(self, item: Tuple[Any, ...]) -> None:
-        method, url, version, headers, body, body_len, keep, trailers = item
+    def _respond(
+        self, method: bytes, url: bytes, version: str, headers: List[Tuple[bytes, bytes]], body: List[bytes],
+        body_len: int, keep: bool, trailers: List[Tuple[bytes, bytes]],
+    ) -> None:
         conn = KEEP if keep else CLOSE
         try:
             reply = self._answer(method, url, version, headers, body, body_len, keep, conn, trailers)
@@ -629,16 +642,16 @@ class HttpProtocol:
             self._finish()
 
     def _answer(self, method, url, version, headers, body, body_len, keep, conn, trailers) -> Reply:
-        server = self._server
         clock = self._clock
         head_only = method == b"HEAD"
-        if server.app is not None:
+        app = self._app
+        if app is not None:
             req = Request(
                 method.decode("ascii"), url, version, headers,
                 b"".join(body) if body_len else b"", keep, self._peer, trailers,
             )
             try:
-                result = server.app(req)
+                result = app(req)
             except Exception:
                 log.exception("application error for %r", req)
                 return simple_response(clock, 500, conn, head_only)
@@ -646,8 +659,8 @@ class HttpProtocol:
                 return render(result, req, clock, conn)
         if method != b"GET" and not head_only:
             return simple_response(clock, 405, conn, False, extra=_ALLOW)
-        if server.static is not None:
-            return server.static.serve(url, headers, head_only, clock, conn)
+        if self._static is not None:
+            return self._static.serve(url, headers, head_only, clock, conn)
         if split_target(url)[0] == b"/":
             return clock.hello[conn * 2 + head_only]
         return simple_response(clock, 404, conn, head_only)
@@ -859,7 +872,8 @@ class HttpProtocol:
                         else:
                             self._push(simple_response(self._clock, status, CLOSE, extra=item[2]))
                     else:
-                        self._respond(item)
+                        method, url, version, headers, body, body_len, keep, trailers = item
+                        self._respond(method, url, version, headers, body, body_len, keep, trailers)
                 else:
                     break
             if self._transport is None or queue or deferred:

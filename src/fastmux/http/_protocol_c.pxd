@@ -29,7 +29,9 @@ cdef class HttpProtocol(RequestSink):
     cdef public bint _in_body, _expect
     cdef public bint _fast, _fast_ok, _careful, _closing, _lingering, _eof, _draining
     cdef public object _queue, _deferred
-    cdef public bint _in_drain, _writing_paused, _reading_paused, _native_files, _keep_body
+    cdef public bint _in_drain, _writing_paused, _reading_paused, _native_files, _hello_fast
+    cdef public object _app, _static
+    cdef public Py_ssize_t _max_url, _max_headers, _max_body
     cdef public Py_ssize_t _wprogress, _nreq
     cdef public object _tkey, _peer, _sendfile, _access
     cdef public double _tsince
@@ -47,7 +49,8 @@ cdef class HttpProtocol(RequestSink):
 
     # The per-request path between them: C calls too.
     cdef _request(self, bytes url)
-    cdef _respond(self, tuple item)
+    cdef _respond(self, bytes method, bytes url, str version, list headers, list body, Py_ssize_t body_len,
+                  bint keep, list trailers)
     cdef _answer(self, bytes method, bytes url, str version, list headers, list body, Py_ssize_t body_len,
                  bint keep, int conn, list trailers)
     cdef _push(self, reply)
