@@ -68,6 +68,7 @@ import logging
 import os
 import re
 import struct
+import sys
 import termios
 import time
 from collections import deque
@@ -523,27 +524,39 @@ class HttpProtocol:
     def on_headers_complete(self) -> None:
         parser = self._parser
         self._head_done(
-            parser.get_method(), parser.get_http_version(), parser.should_keep_alive()  # type: ignore[union-attr]
+            parser.get_method(), parser.get_http_version(), parser.should_keep_alive(),  # type: ignore[union-attr]
+            self._declared_length(),
         )
 
-    def _head_done(self, method: bytes, version: str, keep_alive: bool) -> None:
-        """The head is whole: refuse an oversize body before reading a byte
-        of it, and note ``Expect: 100-continue`` only once every header is
-        known (it must not be answered for a request refused here)."""
-        self._method = method
-        self._version = version
-        self._keep_alive = keep_alive
-        self._in_body = True
+    def _declared_length(self) -> int:
+        """What the compiled parser reads from llhttp for _head_done, found
+        in the headers: the Content-Length, -1 for a chunked body, else 0."""
         for name, value in self._headers:
             n = len(name)
             if n == 14 and name.lower() == b"content-length":
                 try:
-                    too_big = int(value) > self._max_body
+                    return min(int(value), sys.maxsize)
                 except ValueError:
-                    too_big = False  # llhttp rejects it
-                if too_big:
-                    raise _Reject(413)
-            elif n == 6 and name.lower() == b"expect" and value.lower() == b"100-continue":
+                    return 0  # llhttp rejects it
+            if n == 17 and name.lower() == b"transfer-encoding":
+                return -1  # llhttp rejects any but chunked
+        return 0
+
+    def _head_done(self, method: bytes, version: str, keep_alive: bool, length: int) -> None:
+        """The head is whole: refuse an oversize body before reading a byte
+        of it, and note ``Expect: 100-continue`` only once every header is
+        known (it must not be answered for a request refused here).
+        ``length``: the body's Content-Length, -1 if chunked, 0 for none."""
+        self._method = method
+        self._version = version
+        self._keep_alive = keep_alive
+        self._in_body = True
+        if length == 0:
+            return  # the request completes now: nothing to refuse or continue
+        if length > self._max_body:
+            raise _Reject(413)
+        for name, value in self._headers:
+            if len(name) == 6 and name.lower() == b"expect" and value.lower() == b"100-continue":
                 self._expect = True
 
     def on_body(self, chunk: bytes) -> None:

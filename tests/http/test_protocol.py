@@ -386,6 +386,24 @@ def test_expect_100_continue_waits_for_the_whole_head():
     assert one(conn.feed(b"hello")).status == 405
 
 
+def test_expect_100_continue_on_a_chunked_body():
+    conn = Conn(make_server(limits=dict(max_body=1000)))
+    data = conn.feed(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n")
+    assert data == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert one(conn.feed(b"5\r\nhello\r\n0\r\n\r\n")).status == 405
+
+
+def test_expect_without_a_body_gets_no_100(conn):
+    r = one(conn.feed(b"GET / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n"))
+    assert r.status == 200
+
+
+@pytest.mark.parametrize("length", [1001, 2**63 - 1, 2**63, 2**64 - 1])
+def test_declared_length_over_the_limit_is_413_however_large(length):
+    conn = Conn(make_server(limits=dict(max_body=1000)))
+    assert one(conn.feed(b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % length)).status == 413
+
+
 def test_input_after_error_is_ignored(conn):
     conn.feed(b"GARBAGE\r\n\r\n")
     assert conn.finished

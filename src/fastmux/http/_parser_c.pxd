@@ -27,10 +27,11 @@ cdef class RequestSink:
     # (the compiled HttpProtocol) is fed through these, not through Python
     # callbacks.  The arguments are what httptools' callbacks give (and,
     # for _head_done, what get_method, get_http_version and
-    # should_keep_alive return), and _emit for feed_hello's answers.
+    # should_keep_alive return, and the body's length: its Content-Length,
+    # -1 if chunked, 0 for none), and _emit for feed_hello's answers.
     cdef _add_url(self, bytes url)
     cdef _add_header(self, bytes name, bytes value)
-    cdef _head_done(self, bytes method, str version, bint keep_alive)
+    cdef _head_done(self, bytes method, str version, bint keep_alive, Py_ssize_t length)
     cdef _add_body(self, bytes chunk)
     cdef _message_done(self)
     cdef _emit(self, bytes reply)

@@ -14,8 +14,9 @@ parsers the same bytes, split the same way, and fails on any difference.
 A protocol that is a :class:`RequestSink` (the compiled ``HttpProtocol``
 subclasses it) gets the same events as C method calls instead: the URL and
 header callbacks (``_add_url``, ``_add_header``), ``on_headers_complete``
-with the method, version and keep-alive (``_head_done``), ``on_body`` and
-``on_message_complete`` -- no Python call per request, nor per header.
+with the method, version, keep-alive and body length (``_head_done``),
+``on_body`` and ``on_message_complete`` -- no Python call per request, nor
+per header.
 
 ``feed_hello(data, replies)`` parses ``data`` as ``feed_data`` does, except
 for requests that begin in ``data`` and turn out to be ``GET /`` or
@@ -33,6 +34,11 @@ them, and the rest of ``data`` is parsed as ``feed_data`` parses it.
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_FillInfo, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from libc.stdint cimport uint64_t
+
+
+cdef extern from "Python.h":
+    const Py_ssize_t PY_SSIZE_T_MAX
 from fastmux.includes cimport llhttp as ll
 
 from fastmux.http.errors import (
@@ -69,7 +75,7 @@ cdef class RequestSink:
     cdef _add_header(self, bytes name, bytes value):
         raise NotImplementedError
 
-    cdef _head_done(self, bytes method, str version, bint keep_alive):
+    cdef _head_done(self, bytes method, str version, bint keep_alive, Py_ssize_t length):
         raise NotImplementedError
 
     cdef _add_body(self, bytes chunk):
@@ -376,6 +382,16 @@ cdef inline int _on_span(HttpRequestParser self, SpanKind kind, const char *at, 
     return 0
 
 
+cdef inline Py_ssize_t _body_length(ll.llhttp_t *p) noexcept:
+    """The body llhttp expects after this head: its Content-Length (at most
+    PY_SSIZE_T_MAX), -1 if chunked, 0 for none."""
+    if p.flags & ll.F_CHUNKED:
+        return -1
+    if p.flags & ll.F_CONTENT_LENGTH:
+        return <Py_ssize_t>p.content_length if p.content_length < <uint64_t>PY_SSIZE_T_MAX else PY_SSIZE_T_MAX
+    return 0
+
+
 cdef int _cb_headers_complete(ll.llhttp_t *p) noexcept:
     cdef HttpRequestParser self = <HttpRequestParser>p.data
     if self._holding and self._answerable():
@@ -385,7 +401,7 @@ cdef int _cb_headers_complete(ll.llhttp_t *p) noexcept:
             self._release()
         self._flush_header()
         if self._sink is not None:
-            self._sink._head_done(_method_name(p), self._version(), ll.llhttp_should_keep_alive(p))
+            self._sink._head_done(_method_name(p), self._version(), ll.llhttp_should_keep_alive(p), _body_length(p))
         elif self._on_headers_complete is not None:
             self._on_headers_complete()
     except BaseException as exc:

@@ -42,7 +42,7 @@ cdef class HttpProtocol(RequestSink):
 
     cdef _add_url(self, bytes url)
     cdef _add_header(self, bytes name, bytes value)
-    cdef _head_done(self, bytes method, str version, bint keep_alive)
+    cdef _head_done(self, bytes method, str version, bint keep_alive, Py_ssize_t length)
     cdef _add_body(self, bytes chunk)
     cdef _message_done(self)
     cdef _emit(self, bytes data)
