@@ -98,11 +98,11 @@ __all__ = ["HttpConfig", "HttpProtocol", "HttpServer", "RequestParser"]
 RequestParser: type = load_twin("fastmux.http._parser_c", "httptools").HttpRequestParser
 if cython.compiled:  # cimported by _protocol_c.pxd: the protocol builds Requests and renders in C
     from ._app_c import render
-    from ._request_c import Request, split_target
+    from ._request_c import new_request, split_target
 else:  # the compiled twins where they are built, as fastmux.http exports them
     render = load_twin("fastmux.http._app_c", "fastmux.http.app").render
     _request = load_twin("fastmux.http._request_c", "fastmux.http.request")
-    Request, split_target = _request.Request, _request.split_target
+    new_request, split_target = _request.new_request, _request.split_target
 _response = load_twin("fastmux.http._response_c", "fastmux.http.response")
 Clock, simple_response = _response.Clock, _response.simple_response
 
@@ -279,7 +279,7 @@ class HttpProtocol:
         "_fast", "_fast_ok", "_careful", "_closing", "_lingering", "_eof", "_draining",
         "_queue", "_deferred", "_in_drain", "_writing_paused", "_reading_paused", "_wprogress",
         "_nreq", "_tkey", "_tsince", "_peer", "_sendfile", "_native_files", "_small", "_access",
-        "_app", "_static", "_hello_fast", "_max_url", "_max_headers", "_max_body",
+        "_app", "_static", "_hello_fast", "_method_bytes", "_method_str", "_max_url", "_max_headers", "_max_body",
         "_batch", "_out1", "_out", "_out_size",
         "__weakref__",
     )
@@ -350,6 +350,8 @@ class HttpProtocol:
         self._app = server.app
         self._static = server.static
         self._hello_fast = server.hello_fast
+        self._method_bytes = b""
+        self._method_str = ""
         self._access = server.access_log
         cfg = server.config
         self._small = cfg.small_read
@@ -506,7 +508,10 @@ class HttpProtocol:
 
     def _add_url(self, url: bytes) -> None:
         # llhttp may deliver the target in pieces when it spans reads.
-        self._url += url
+        if self._url:
+            self._url += url
+        else:
+            self._url = url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._add_header(name, value)
@@ -659,8 +664,13 @@ class HttpProtocol:
         head_only = method == b"HEAD"
         app = self._app
         if app is not None:
-            req = Request(
-                method.decode("ascii"), url, version, headers,
+            # The compiled parser hands over one bytes object per method:
+            # the last one's str serves again.
+            if method is not self._method_bytes:
+                self._method_str = method.decode("ascii")
+                self._method_bytes = method
+            req = new_request(
+                self._method_str, url, version, headers,
                 b"".join(body) if body_len else b"", keep, self._peer, trailers,
             )
             try:

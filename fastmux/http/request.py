@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import List, Optional, Tuple
 from urllib.parse import unquote
 
-__all__ = ["Request", "split_target"]
+__all__ = ["Request", "new_request", "split_target"]
 
 
 def split_target(target: bytes) -> Tuple[bytes, bytes]:
@@ -32,6 +32,23 @@ def split_target(target: bytes) -> Tuple[bytes, bytes]:
             target = rest[slash:]
     path, _, query = target.partition(b"?")
     return path, query
+
+
+def new_request(
+    method: str,
+    raw_target: bytes,
+    version: str,
+    raw_headers: List[Tuple[bytes, bytes]],
+    body: bytes,
+    keep_alive: bool,
+    peer: object,
+    raw_trailers: Optional[List[Tuple[bytes, bytes]]],
+) -> "Request":
+    """``Request(...)``, for the compiled protocol a C call: no argument
+    parsing, no Python call."""
+    req = Request.__new__(Request)
+    req._init(method, raw_target, version, raw_headers, body, keep_alive, peer, raw_trailers)
+    return req
 
 
 def _same_name(name: bytes, lower: bytes) -> bool:
@@ -80,6 +97,19 @@ class Request:
         keep_alive: bool = True,
         peer: object = None,
         raw_trailers: Optional[List[Tuple[bytes, bytes]]] = None,
+    ) -> None:
+        self._init(method, raw_target, version, raw_headers, body, keep_alive, peer, raw_trailers)
+
+    def _init(
+        self,
+        method: str,
+        raw_target: bytes,
+        version: str,
+        raw_headers: List[Tuple[bytes, bytes]],
+        body: bytes,
+        keep_alive: bool,
+        peer: object,
+        raw_trailers: Optional[List[Tuple[bytes, bytes]]],
     ) -> None:
         self.method = method
         self.raw_target = raw_target

@@ -11,7 +11,7 @@
 # ``bint`` and counts ``Py_ssize_t``.
 from fastmux.http._parser_c cimport HttpRequestParser, RequestSink
 from fastmux.http._app_c cimport render
-from fastmux.http._request_c cimport Request, split_target
+from fastmux.http._request_c cimport new_request, split_target
 
 
 # A RequestSink: the compiled parser calls the _add_*/_done methods as C.
@@ -31,6 +31,8 @@ cdef class HttpProtocol(RequestSink):
     cdef public object _queue, _deferred
     cdef public bint _in_drain, _writing_paused, _reading_paused, _native_files, _hello_fast
     cdef public object _app, _static
+    cdef public bytes _method_bytes
+    cdef public str _method_str
     cdef public Py_ssize_t _max_url, _max_headers, _max_body
     cdef public Py_ssize_t _wprogress, _nreq
     cdef public object _tkey, _peer, _sendfile, _access

@@ -7,6 +7,8 @@ cimport cython
 
 
 cpdef tuple split_target(bytes target)
+@cython.locals(req=Request)
+cpdef Request new_request(method, raw_target, version, raw_headers, body, bint keep_alive, peer, raw_trailers)
 
 
 @cython.locals(i=Py_ssize_t, n=Py_ssize_t, c=cython.uchar)
@@ -18,5 +20,6 @@ cdef class Request:
     cdef public bint keep_alive
     cdef public object _split
 
+    cdef _init(self, method, raw_target, version, raw_headers, body, bint keep_alive, peer, raw_trailers)
     cpdef tuple _parts(self)
     cpdef get_raw_header(self, name)
