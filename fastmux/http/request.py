@@ -19,6 +19,19 @@ def split_target(target: bytes) -> Tuple[bytes, bytes]:
     (``http://host/a?b``, which RFC 9112 3.2.2 says servers must accept);
     anything else (``*``) comes back as the path unchanged.
     """
+    n = len(target)
+    if n and target[0] == 47:  # '/': origin-form, the usual case; compiled, one C scan
+        i = 0
+        c = 0
+        while i < n:
+            c = target[i]
+            if c == 63 or c == 35:  # '?' or '#'
+                break
+            i += 1
+        if i == n:
+            return target, b""
+        if c == 63 and target.find(b"#", i) < 0:
+            return target[:i], target[i + 1:]
     cut = target.find(b"#")
     if cut >= 0:
         target = target[:cut]
@@ -51,15 +64,18 @@ def new_request(
     return req
 
 
-def _same_name(name: bytes, lower: bytes) -> bool:
-    """``name.lower() == lower``, for names of the same length; compiled,
-    a byte loop that makes no lowered copy."""
+def _same_name(name: bytes, other: bytes) -> bool:
+    """``name.lower() == other.lower()``, for names of the same length;
+    compiled, a byte loop that makes no lowered copies."""
     n = len(name)
     for i in range(n):
         c = name[i]
+        d = other[i]
         if 65 <= c <= 90:  # A-Z
             c += 32
-        if c != lower[i]:
+        if 65 <= d <= 90:
+            d += 32
+        if c != d:
             return False
     return True
 
@@ -160,7 +176,6 @@ class Request:
         return default if raw is None else raw.decode("latin-1")
 
     def get_raw_header(self, name: bytes) -> Optional[bytes]:
-        name = name.lower()
         for n, v in self.raw_headers:
             if len(n) == len(name) and _same_name(n, name):
                 return v

@@ -210,7 +210,16 @@ def test_app_sees_keep_alive_false_for_close():
     assert seen == [False]
 
 
-def test_split_target():
+@pytest.mark.parametrize("impl", implementations("fastmux.http._request_c"))
+def test_split_target(impl):
+    split_target = importlib.import_module({"c": "fastmux.http._request_c", "py": "fastmux.http.request"}[impl]).split_target
+    assert split_target(b"/") == (b"/", b"")
+    assert split_target(b"/a%20b") == (b"/a%20b", b"")
+    assert split_target(b"/a?b=1") == (b"/a", b"b=1")
+    assert split_target(b"/a?") == (b"/a", b"")
+    assert split_target(b"/a?b?c") == (b"/a", b"b?c")
+    assert split_target(b"/a#f?x") == (b"/a", b"")
+    assert split_target(b"/a#f") == (b"/a", b"")
     assert split_target(b"/a?b=1#frag") == (b"/a", b"b=1")
     assert split_target(b"http://h:80/p?q") == (b"/p", b"q")
     assert split_target(b"http://h") == (b"/", b"")
