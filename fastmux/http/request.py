@@ -64,6 +64,11 @@ def new_request(
     return req
 
 
+def _latin1(raw: bytes) -> str:
+    """``raw.decode("latin-1")``; compiled, a C call that looks up no codec."""
+    return raw.decode("latin-1")
+
+
 def _same_name(name: bytes, other: bytes) -> bool:
     """``name.lower() == other.lower()``, for names of the same length;
     compiled, a byte loop that makes no lowered copies."""
@@ -155,12 +160,12 @@ class Request:
     def path(self) -> str:
         raw = self._parts()[0]
         if raw.find(b"%") < 0:  # nothing to unquote (find: see response._BAD_VALUE)
-            return raw.decode("latin-1")
-        return unquote(raw.decode("latin-1"), errors="replace")
+            return _latin1(raw)
+        return unquote(_latin1(raw), errors="replace")
 
     @property
     def query(self) -> str:
-        return self._parts()[1].decode("latin-1")
+        return _latin1(self._parts()[1])
 
     @property
     def headers(self) -> List[Tuple[str, str]]:
@@ -173,7 +178,7 @@ class Request:
     def get_header(self, name: str, default: Optional[str] = None) -> Optional[str]:
         """The first header called ``name`` (case-insensitive), or ``default``."""
         raw = self.get_raw_header(name.encode("latin-1"))
-        return default if raw is None else raw.decode("latin-1")
+        return default if raw is None else _latin1(raw)
 
     def get_raw_header(self, name: bytes) -> Optional[bytes]:
         for n, v in self.raw_headers:

@@ -12,6 +12,9 @@ cpdef tuple split_target(bytes target)
 cpdef Request new_request(method, raw_target, version, raw_headers, body, bint keep_alive, peer, raw_trailers)
 
 
+cdef str _latin1(bytes raw)
+
+
 @cython.locals(i=Py_ssize_t, n=Py_ssize_t, c=cython.uchar, d=cython.uchar)
 cdef bint _same_name(bytes name, bytes other)
 
