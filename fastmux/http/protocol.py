@@ -22,7 +22,9 @@ itself buffers nothing but the header being assembled, and the pending-bytes
 guard bounds that.
 
 *Responses come out in request order.*  A request is answered when it
-completes, synchronously, and the answer goes straight to the transport --
+completes, synchronously, and the answers completed while one read is
+parsed go to the transport together, in one write at the end of it (so a
+pipelined burst costs one send; past 64 KiB collected they go at once) --
 unless earlier answers are still waiting (a file being sent), in which case
 the *request* is deferred (a tuple, no file opened yet) and answered when
 its turn comes.  So a pipelined burst of file requests holds one open file
