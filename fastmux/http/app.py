@@ -86,16 +86,64 @@ def _head_key(status: Any, headers: Any, text: bool) -> Any:
     if kind is not list and kind is not tuple:
         return None
     for pair in headers:
-        if type(pair) is not tuple or len(pair) != 2:
-            return None
-        name, value = pair
-        kind = type(name)
-        if kind is not str and kind is not bytes:
-            return None
-        kind = type(value)
-        if kind is not str and kind is not bytes:
+        if not _plain_pair(pair):
             return None
     return (status, text, tuple(headers))
+
+
+def _plain_pair(pair: Any) -> bool:
+    """A header pair whose rendering depends on its value alone."""
+    if type(pair) is not tuple or len(pair) != 2:
+        return False
+    kind = type(pair[0])
+    if kind is not str and kind is not bytes:
+        return False
+    kind = type(pair[1])
+    return kind is str or kind is bytes
+
+
+def _same_shape(clock: Clock, status: Any, headers: Any, text: bool) -> bool:
+    """Whether a response is of the shape of the last one whose head was
+    cached (``clock.last_opening``): the same status, body kind and header
+    pairs -- the very tuples, as an app's constant pairs are, or equal plain
+    ones.  Cheaper than building its _head_key and looking that up."""
+    if clock.last_opening is None or type(status) is not int or status != clock.last_status:
+        return False
+    if text != clock.last_text:
+        return False
+    kind = type(headers)
+    if kind is not list and kind is not tuple:
+        return False
+    last = clock.last_headers
+    n = len(last)
+    if len(headers) != n:
+        return False
+    for i in range(n):
+        pair = headers[i]
+        if pair is not last[i] and not (_plain_pair(pair) and pair == last[i]):
+            return False
+    return True
+
+
+def _utf8(text: str) -> bytes:
+    """``text.encode("utf-8")``; compiled, a C call that looks up no codec."""
+    return text.encode("utf-8")
+
+
+def _remember(clock: Clock, key: Any, opening: bytes) -> None:
+    """Make ``opening`` (cached under ``key``) the one _same_shape compares with."""
+    clock.last_status, clock.last_text, clock.last_headers = key
+    clock.last_opening = opening
+    clock.last_end_key = -1
+
+
+def _framed(clock: Clock, length: int, conn: int) -> bytes:
+    """``clock.last_opening`` with the end of its head for a body of ``length``."""
+    key = length * 2 + conn
+    if key != clock.last_end_key:
+        clock.last_head = clock.last_opening + head_end(length, conn)
+        clock.last_end_key = key
+    return clock.last_head
 
 
 def load_app(spec: str) -> App:
@@ -113,16 +161,22 @@ def render(result: Any, req: Request, clock: Clock, conn: int) -> Reply:
         kind = type(body)
         if kind is bytes or kind is str:
             # The common shape: the head's opening (status line to the
-            # app's headers) is what it was for the same key this second.
-            key = _head_key(result[0], result[1], kind is str)
-            if key is not None:
-                opening = clock.heads.get(key)
-                if opening is not None:
-                    data = body.encode("utf-8") if kind is str else body
-                    end = head_end(len(data), conn)
-                    if req.method == "HEAD":
-                        return opening + end
-                    return b"".join((opening, end, data))  # one copy of each part
+            # app's headers) is what it was for the same key this second,
+            # most often the last response's.
+            cached = _same_shape(clock, result[0], result[1], kind is str)
+            if not cached:
+                key = _head_key(result[0], result[1], kind is str)
+                if key is not None:
+                    opening = clock.heads.get(key)
+                    if opening is not None:
+                        _remember(clock, key, opening)
+                        cached = True
+            if cached:
+                data = _utf8(body) if kind is str else body
+                head = _framed(clock, len(data), conn)
+                if req.method == "HEAD":
+                    return head
+                return head + data
     if type(result) is not tuple and (isinstance(result, os.PathLike) or hasattr(result, "fileno")):
         result = (200, (), result)  # a file alone (a file object would otherwise unpack as lines)
     try:
@@ -181,6 +235,7 @@ def render(result: Any, req: Request, clock: Clock, conn: int) -> Reply:
         if len(heads) >= _MAX_HEADS:
             heads.clear()
         heads[key] = opening
+        _remember(clock, key, opening)
     head = opening + head_end(length, conn)
     if data is not None:
         return head if head_only else head + data

@@ -22,7 +22,9 @@ itself buffers nothing but the header being assembled, and the pending-bytes
 guard bounds that.
 
 *Responses come out in request order.*  A request is answered when it
-completes, synchronously, and the answer goes straight to the transport --
+completes, synchronously, and the answers completed while one read is
+parsed go to the transport together, in one write at the end of it (so a
+pipelined burst costs one send; past 64 KiB collected they go at once) --
 unless earlier answers are still waiting (a file being sent), in which case
 the *request* is deferred (a tuple, no file opened yet) and answered when
 its turn comes.  So a pipelined burst of file requests holds one open file
@@ -68,6 +70,7 @@ import logging
 import os
 import re
 import struct
+import sys
 import termios
 import time
 from collections import deque
@@ -97,11 +100,11 @@ __all__ = ["HttpConfig", "HttpProtocol", "HttpServer", "RequestParser"]
 RequestParser: type = load_twin("fastmux.http._parser_c", "httptools").HttpRequestParser
 if cython.compiled:  # cimported by _protocol_c.pxd: the protocol builds Requests and renders in C
     from ._app_c import render
-    from ._request_c import Request, split_target
+    from ._request_c import new_request, split_target
 else:  # the compiled twins where they are built, as fastmux.http exports them
     render = load_twin("fastmux.http._app_c", "fastmux.http.app").render
     _request = load_twin("fastmux.http._request_c", "fastmux.http.request")
-    Request, split_target = _request.Request, _request.split_target
+    new_request, split_target = _request.new_request, _request.split_target
 _response = load_twin("fastmux.http._response_c", "fastmux.http.response")
 Clock, simple_response = _response.Clock, _response.simple_response
 
@@ -120,7 +123,10 @@ _KNOWN_METHODS = frozenset(
 
 
 class HttpConfig:
-    """Limits (bytes, counts) and timeouts (seconds) for one server."""
+    """Limits (bytes, counts) and timeouts (seconds) for one server.
+
+    A connection copies the limits it checks per request when it is made:
+    set them before serving."""
 
     __slots__ = (
         "max_url", "max_head", "max_headers", "max_body", "max_pipeline", "small_read",
@@ -274,7 +280,9 @@ class HttpProtocol:
         "_body", "_body_len", "_head_bytes", "_in_body", "_expect",
         "_fast", "_fast_ok", "_careful", "_closing", "_lingering", "_eof", "_draining",
         "_queue", "_deferred", "_in_drain", "_writing_paused", "_reading_paused", "_wprogress",
-        "_nreq", "_tkey", "_tsince", "_peer", "_sendfile", "_native_files", "_keep_body", "_small", "_access",
+        "_nreq", "_tkey", "_tsince", "_peer", "_sendfile", "_native_files", "_small", "_access",
+        "_app", "_static", "_hello_fast", "_method_bytes", "_method_str", "_max_url", "_max_headers", "_max_body",
+        "_batch", "_out1", "_out", "_out_size",
         "__weakref__",
     )
 
@@ -324,6 +332,14 @@ class HttpProtocol:
         self._writing_paused = False
         self._reading_paused = False
         self._wprogress = 0
+        # While a read is parsed (_batch), the responses it completes collect
+        # and go to the transport in one write at its end: a pipelined burst
+        # costs one send, not one per response.  The first waits in _out1,
+        # the rest in _out: a read with one request allocates nothing more.
+        self._batch = False
+        self._out1: Optional[bytes] = None
+        self._out: List[bytes] = []
+        self._out_size = 0
         # Timeouts (see _check_timeouts).
         self._nreq = 0  # requests completed, except those feed_hello answered
         self._tkey: Any = None
@@ -331,9 +347,19 @@ class HttpProtocol:
         self._peer: Any = None
         self._sendfile: Any = None
         self._native_files = False
-        self._keep_body = server.app is not None
+        # What the per-request path reads of the server and its limits, as
+        # C fields when compiled.
+        self._app = server.app
+        self._static = server.static
+        self._hello_fast = server.hello_fast
+        self._method_bytes = b""
+        self._method_str = ""
         self._access = server.access_log
-        self._small = server.config.small_read
+        cfg = server.config
+        self._small = cfg.small_read
+        self._max_url = cfg.max_url
+        self._max_headers = cfg.max_headers
+        self._max_body = cfg.max_body
 
     def __repr__(self) -> str:
         return f"<HttpProtocol peer={self._peer!r} requests={self.requests()}>"
@@ -354,7 +380,9 @@ class HttpProtocol:
         self._feed = parser.feed_data
         if hasattr(parser, "feed_hello"):
             self._hello_parser = parser
-            parser.set_hello(self._write, self._config.max_headers)
+            # It answers only within a read, so through _emit; the compiled
+            # protocol is a RequestSink, whose _emit the parser calls as C.
+            parser.set_hello(None if cython.compiled else self._emit, self._config.max_headers)
         self._peer = transport.get_extra_info("peername")
         # A transport with sendfile(file, offset, count, head=) (fastmux's)
         # sends files zero-copy; otherwise they are streamed with pread + write.
@@ -368,22 +396,28 @@ class HttpProtocol:
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return  # answered with close (or lingering): input is discarded
-        if len(data) > self._small:
-            self._data_careful(data)
-            return
-        if self._hello_parser is not None:
-            # compiled: a C call (the attribute is typed in _protocol_c.pxd).
-            # The error comes back as a value: no try block on this path.
-            exc = self._hello_parser.feed_hello(data, self._hello if self._fast else None)
-            if exc is not None:
-                self._feed_failed(exc, data)
-        else:
-            try:
-                self._feed(data)
-            except (HttpParserUpgrade, HttpParserError) as exc:
-                self._feed_failed(exc, data)
-        if self._url:
-            self._partial(len(data))
+        self._batch = True
+        try:
+            if len(data) > self._small:
+                self._data_careful(data)
+            else:
+                if self._hello_parser is not None:
+                    # compiled: a C call (the attribute is typed in _protocol_c.pxd).
+                    # The error comes back as a value: no try block on this path.
+                    exc = self._hello_parser.feed_hello(data, self._hello if self._fast else None)
+                    if exc is not None:
+                        self._feed_failed(exc, data)
+                else:
+                    try:
+                        self._feed(data)
+                    except (HttpParserUpgrade, HttpParserError) as exc:
+                        self._feed_failed(exc, data)
+                if self._url:
+                    self._partial(len(data))
+        finally:
+            self._batch = False
+            if self._out1 is not None:
+                self._flush_out()
 
     def eof_received(self) -> Optional[bool]:
         self._eof = True
@@ -418,6 +452,8 @@ class HttpProtocol:
         self._parser = None  # break the parser <-> protocol cycle
         self._headers = []
         self._body = []
+        self._out1 = None
+        self._out.clear()
         self._sendfile = None
 
     def pause_writing(self) -> None:
@@ -474,7 +510,10 @@ class HttpProtocol:
 
     def _add_url(self, url: bytes) -> None:
         # llhttp may deliver the target in pieces when it spans reads.
-        self._url += url
+        if self._url:
+            self._url += url
+        else:
+            self._url = url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._add_header(name, value)
@@ -492,27 +531,39 @@ class HttpProtocol:
     def on_headers_complete(self) -> None:
         parser = self._parser
         self._head_done(
-            parser.get_method(), parser.get_http_version(), parser.should_keep_alive()  # type: ignore[union-attr]
+            parser.get_method(), parser.get_http_version(), parser.should_keep_alive(),  # type: ignore[union-attr]
+            self._declared_length(),
         )
 
-    def _head_done(self, method: bytes, version: str, keep_alive: bool) -> None:
-        """The head is whole: refuse an oversize body before reading a byte
-        of it, and note ``Expect: 100-continue`` only once every header is
-        known (it must not be answered for a request refused here)."""
-        self._method = method
-        self._version = version
-        self._keep_alive = keep_alive
-        self._in_body = True
+    def _declared_length(self) -> int:
+        """What the compiled parser reads from llhttp for _head_done, found
+        in the headers: the Content-Length, -1 for a chunked body, else 0."""
         for name, value in self._headers:
             n = len(name)
             if n == 14 and name.lower() == b"content-length":
                 try:
-                    too_big = int(value) > self._config.max_body
+                    return min(int(value), sys.maxsize)
                 except ValueError:
-                    too_big = False  # llhttp rejects it
-                if too_big:
-                    raise _Reject(413)
-            elif n == 6 and name.lower() == b"expect" and value.lower() == b"100-continue":
+                    return 0  # llhttp rejects it
+            if n == 17 and name.lower() == b"transfer-encoding":
+                return -1  # llhttp rejects any but chunked
+        return 0
+
+    def _head_done(self, method: bytes, version: str, keep_alive: bool, length: int) -> None:
+        """The head is whole: refuse an oversize body before reading a byte
+        of it, and note ``Expect: 100-continue`` only once every header is
+        known (it must not be answered for a request refused here).
+        ``length``: the body's Content-Length, -1 if chunked, 0 for none."""
+        self._method = method
+        self._version = version
+        self._keep_alive = keep_alive
+        self._in_body = True
+        if length == 0:
+            return  # the request completes now: nothing to refuse or continue
+        if length > self._max_body:
+            raise _Reject(413)
+        for name, value in self._headers:
+            if len(name) == 6 and name.lower() == b"expect" and value.lower() == b"100-continue":
                 self._expect = True
 
     def on_body(self, chunk: bytes) -> None:
@@ -521,10 +572,10 @@ class HttpProtocol:
     def _add_body(self, chunk: bytes) -> None:
         self._fast = False
         n = self._body_len + len(chunk)
-        if n > self._config.max_body:
+        if n > self._max_body:
             raise _Reject(413)
         self._body_len = n
-        if self._keep_body:
+        if self._app is not None:  # only an application reads bodies
             self._body.append(chunk)
 
     def on_message_complete(self) -> None:
@@ -540,11 +591,11 @@ class HttpProtocol:
             method = self._method
             if method == b"GET":
                 self._headers.clear()
-                self._write(self._hello[0])
+                self._emit(self._hello[0])
                 return
             if method == b"HEAD":
                 self._headers.clear()
-                self._write(self._hello[1])
+                self._emit(self._hello[1])
                 return
         self._request(url)
 
@@ -565,7 +616,6 @@ class HttpProtocol:
         self._head_bytes = 0
         if self._closing:
             return  # a pipelined request after one we answered with close
-        cfg = self._config
         version = self._version
         method = self._method
         if version != "1.1" and version != "1.0":
@@ -574,29 +624,31 @@ class HttpProtocol:
         if method == b"CONNECT":  # no tunnels; the rest of the stream is not HTTP
             self._fail(405, _ALLOW)
             return
-        if len(url) > cfg.max_url:
+        if len(url) > self._max_url:
             self._fail(414)
             return
-        if len(headers) > cfg.max_headers or (
+        if len(headers) > self._max_headers or (
             # A head that arrived in one small read is under max_head already.
-            (self._careful or spanned) and len(url) + sum(len(n) + len(v) + 4 for n, v in headers) > cfg.max_head
+            (self._careful or spanned)
+            and len(url) + sum(len(n) + len(v) + 4 for n, v in headers) > self._config.max_head
         ):
             self._fail(431)
             return
         keep = self._keep_alive and not self._draining
         if not keep:
             self._closing = True  # this is the last request we answer
-        elif not self._fast_ok and self._server.hello_fast:
+        elif not self._fast_ok and self._hello_fast:
             self._fast_ok = True
-        item = (method, url, version, headers, body, body_len, keep, trailers)
         if self._queue or self._deferred:
-            self._defer(item)
+            self._defer((method, url, version, headers, body, body_len, keep, trailers))
         else:
-            self._respond(item)
+            self._respond(method, url, version, headers, body, body_len, keep, trailers)
             self._refresh_fast()
 
-    def _respond(self, item: Tuple[Any, ...]) -> None:
-        method, url, version, headers, body, body_len, keep, trailers = item
+    def _respond(
+        self, method: bytes, url: bytes, version: str, headers: List[Tuple[bytes, bytes]], body: List[bytes],
+        body_len: int, keep: bool, trailers: List[Tuple[bytes, bytes]],
+    ) -> None:
         conn = KEEP if keep else CLOSE
         try:
             reply = self._answer(method, url, version, headers, body, body_len, keep, conn, trailers)
@@ -610,16 +662,21 @@ class HttpProtocol:
             self._finish()
 
     def _answer(self, method, url, version, headers, body, body_len, keep, conn, trailers) -> Reply:
-        server = self._server
         clock = self._clock
         head_only = method == b"HEAD"
-        if server.app is not None:
-            req = Request(
-                method.decode("ascii"), url, version, headers,
+        app = self._app
+        if app is not None:
+            # The compiled parser hands over one bytes object per method:
+            # the last one's str serves again.
+            if method is not self._method_bytes:
+                self._method_str = method.decode("ascii")
+                self._method_bytes = method
+            req = new_request(
+                self._method_str, url, version, headers,
                 b"".join(body) if body_len else b"", keep, self._peer, trailers,
             )
             try:
-                result = server.app(req)
+                result = app(req)
             except Exception:
                 log.exception("application error for %r", req)
                 return simple_response(clock, 500, conn, head_only)
@@ -627,8 +684,8 @@ class HttpProtocol:
                 return render(result, req, clock, conn)
         if method != b"GET" and not head_only:
             return simple_response(clock, 405, conn, False, extra=_ALLOW)
-        if server.static is not None:
-            return server.static.serve(url, headers, head_only, clock, conn)
+        if self._static is not None:
+            return self._static.serve(url, headers, head_only, clock, conn)
         if split_target(url)[0] == b"/":
             return clock.hello[conn * 2 + head_only]
         return simple_response(clock, 404, conn, head_only)
@@ -717,7 +774,7 @@ class HttpProtocol:
                 if self._queue or self._deferred:
                     self._deferred.append((_NOTICE, 100, b""))
                 else:
-                    self._write(CONTINUE_100)
+                    self._emit(CONTINUE_100)
 
     def _parse_error(self, exc: HttpParserError, data: bytes) -> None:
         status = 400
@@ -771,17 +828,52 @@ class HttpProtocol:
                 reply.close()  # type: ignore[union-attr]
             return
         if not self._queue and type(reply) is bytes:
-            self._write(reply)
+            self._emit(reply)
             return
         self._queue.append(reply)
         self._fast = False
         self._drain()
+
+    def _emit(self, data: bytes) -> None:
+        """Write ``data``, or collect it while a read is parsed."""
+        if not self._batch:
+            self._write(data)
+            return
+        if self._out1 is None:
+            self._out1 = data
+            return
+        out = self._out
+        if not out:
+            self._out_size = len(self._out1)
+        out.append(data)
+        self._out_size += len(data)
+        # Written at 64 KiB: a join copies at most that besides the last
+        # response (a literal: compiled, a C compare).
+        if self._out_size >= 65536:
+            self._flush_out()
+
+    def _flush_out(self) -> None:
+        """Write what _emit collected, as one buffer (one send)."""
+        data = self._out1
+        self._out1 = None
+        out = self._out
+        if out:
+            out.insert(0, data)
+            data = b"".join(out)
+            out.clear()
+        self._write(data)
 
     def _drain(self) -> None:
         """Move queued responses to the transport, then answer deferred
         requests, while the transport is not over its high-water mark."""
         if self._in_drain:
             return  # the running loop below will see what was queued
+        # The loop writes to the transport itself (files, high-water checks):
+        # what was collected goes first, and nothing collects meanwhile.
+        if self._out1 is not None:
+            self._flush_out()
+        batch = self._batch
+        self._batch = False
         self._in_drain = True
         try:
             queue = self._queue
@@ -805,7 +897,8 @@ class HttpProtocol:
                         else:
                             self._push(simple_response(self._clock, status, CLOSE, extra=item[2]))
                     else:
-                        self._respond(item)
+                        method, url, version, headers, body, body_len, keep, trailers = item
+                        self._respond(method, url, version, headers, body, body_len, keep, trailers)
                 else:
                     break
             if self._transport is None or queue or deferred:
@@ -816,6 +909,7 @@ class HttpProtocol:
                 self._refresh_fast()
         finally:
             self._in_drain = False
+            self._batch = batch
             self._maybe_resume_reading()
 
     def _send_file_native(self, item: FileSend) -> None:
@@ -873,6 +967,8 @@ class HttpProtocol:
         transport = self._transport
         if transport is None or self._lingering:
             return
+        if self._out1 is not None:
+            self._flush_out()
         self._lingering = True
         self._tkey = None
         try:

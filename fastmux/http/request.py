@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import List, Optional, Tuple
 from urllib.parse import unquote
 
-__all__ = ["Request", "split_target"]
+__all__ = ["Request", "new_request", "split_target"]
 
 
 def split_target(target: bytes) -> Tuple[bytes, bytes]:
@@ -19,6 +19,19 @@ def split_target(target: bytes) -> Tuple[bytes, bytes]:
     (``http://host/a?b``, which RFC 9112 3.2.2 says servers must accept);
     anything else (``*``) comes back as the path unchanged.
     """
+    n = len(target)
+    if n and target[0] == 47:  # '/': origin-form, the usual case; compiled, one C scan
+        i = 0
+        c = 0
+        while i < n:
+            c = target[i]
+            if c == 63 or c == 35:  # '?' or '#'
+                break
+            i += 1
+        if i == n:
+            return target, b""
+        if c == 63 and target.find(b"#", i) < 0:
+            return target[:i], target[i + 1:]
     cut = target.find(b"#")
     if cut >= 0:
         target = target[:cut]
@@ -34,15 +47,40 @@ def split_target(target: bytes) -> Tuple[bytes, bytes]:
     return path, query
 
 
-def _same_name(name: bytes, lower: bytes) -> bool:
-    """``name.lower() == lower``, for names of the same length; compiled,
-    a byte loop that makes no lowered copy."""
+def new_request(
+    method: str,
+    raw_target: bytes,
+    version: str,
+    raw_headers: List[Tuple[bytes, bytes]],
+    body: bytes,
+    keep_alive: bool,
+    peer: object,
+    raw_trailers: Optional[List[Tuple[bytes, bytes]]],
+) -> "Request":
+    """``Request(...)``, for the compiled protocol a C call: no argument
+    parsing, no Python call."""
+    req = Request.__new__(Request)
+    req._init(method, raw_target, version, raw_headers, body, keep_alive, peer, raw_trailers)
+    return req
+
+
+def _latin1(raw: bytes) -> str:
+    """``raw.decode("latin-1")``; compiled, a C call that looks up no codec."""
+    return raw.decode("latin-1")
+
+
+def _same_name(name: bytes, other: bytes) -> bool:
+    """``name.lower() == other.lower()``, for names of the same length;
+    compiled, a byte loop that makes no lowered copies."""
     n = len(name)
     for i in range(n):
         c = name[i]
+        d = other[i]
         if 65 <= c <= 90:  # A-Z
             c += 32
-        if c != lower[i]:
+        if 65 <= d <= 90:
+            d += 32
+        if c != d:
             return False
     return True
 
@@ -81,6 +119,19 @@ class Request:
         peer: object = None,
         raw_trailers: Optional[List[Tuple[bytes, bytes]]] = None,
     ) -> None:
+        self._init(method, raw_target, version, raw_headers, body, keep_alive, peer, raw_trailers)
+
+    def _init(
+        self,
+        method: str,
+        raw_target: bytes,
+        version: str,
+        raw_headers: List[Tuple[bytes, bytes]],
+        body: bytes,
+        keep_alive: bool,
+        peer: object,
+        raw_trailers: Optional[List[Tuple[bytes, bytes]]],
+    ) -> None:
         self.method = method
         self.raw_target = raw_target
         self.version = version
@@ -109,12 +160,12 @@ class Request:
     def path(self) -> str:
         raw = self._parts()[0]
         if raw.find(b"%") < 0:  # nothing to unquote (find: see response._BAD_VALUE)
-            return raw.decode("latin-1")
-        return unquote(raw.decode("latin-1"), errors="replace")
+            return _latin1(raw)
+        return unquote(_latin1(raw), errors="replace")
 
     @property
     def query(self) -> str:
-        return self._parts()[1].decode("latin-1")
+        return _latin1(self._parts()[1])
 
     @property
     def headers(self) -> List[Tuple[str, str]]:
@@ -127,10 +178,9 @@ class Request:
     def get_header(self, name: str, default: Optional[str] = None) -> Optional[str]:
         """The first header called ``name`` (case-insensitive), or ``default``."""
         raw = self.get_raw_header(name.encode("latin-1"))
-        return default if raw is None else raw.decode("latin-1")
+        return default if raw is None else _latin1(raw)
 
     def get_raw_header(self, name: bytes) -> Optional[bytes]:
-        name = name.lower()
         for n, v in self.raw_headers:
             if len(n) == len(name) and _same_name(n, name):
                 return v

@@ -92,7 +92,8 @@ class Clock:
     clock for it on every request.
     """
 
-    __slots__ = ("date", "date_line", "hello", "heads", "_second", "_dates")
+    __slots__ = ("date", "date_line", "hello", "heads", "_second", "_dates",
+                 "last_status", "last_text", "last_headers", "last_opening", "last_end_key", "last_head")
 
     def __init__(self) -> None:
         self._second = -1
@@ -103,6 +104,15 @@ class Clock:
         # Response heads up to Content-Length, by what they were made from
         # (see app.render): they hold the Date, so they live for one second.
         self.heads: Dict[object, bytes] = {}
+        # The last head used from ``heads``, what it was made from (see
+        # app.render) and, for the body length and connection of last_end_key,
+        # the whole head (last_head).
+        self.last_status = 0
+        self.last_text = False
+        self.last_headers: Tuple[object, ...] = ()
+        self.last_opening: Optional[bytes] = None
+        self.last_end_key = -1
+        self.last_head = b""
         self.refresh()
 
     def refresh(self, now: Optional[float] = None) -> bool:
@@ -116,6 +126,7 @@ class Clock:
         self.date = http_date(second)
         self.date_line = b"Date: " + self.date + b"\r\n"
         self.heads.clear()
+        self.last_opening = None
         hello = []
         for conn in (KEEP, CLOSE):
             head = (

@@ -210,7 +210,16 @@ def test_app_sees_keep_alive_false_for_close():
     assert seen == [False]
 
 
-def test_split_target():
+@pytest.mark.parametrize("impl", implementations("fastmux.http._request_c"))
+def test_split_target(impl):
+    split_target = importlib.import_module({"c": "fastmux.http._request_c", "py": "fastmux.http.request"}[impl]).split_target
+    assert split_target(b"/") == (b"/", b"")
+    assert split_target(b"/a%20b") == (b"/a%20b", b"")
+    assert split_target(b"/a?b=1") == (b"/a", b"b=1")
+    assert split_target(b"/a?") == (b"/a", b"")
+    assert split_target(b"/a?b?c") == (b"/a", b"b?c")
+    assert split_target(b"/a#f?x") == (b"/a", b"")
+    assert split_target(b"/a#f") == (b"/a", b"")
     assert split_target(b"/a?b=1#frag") == (b"/a", b"b=1")
     assert split_target(b"http://h:80/p?q") == (b"/p", b"q")
     assert split_target(b"http://h") == (b"/", b"")
@@ -323,3 +332,44 @@ def test_heads_of_other_values_are_not_cached(twin):
     # 1 == 1.0, but they render differently: neither is cached under the other
     assert b"X-B: 1\r\n" in module.render((200, [("X-B", 1)], b""), req, clock, 0)
     assert b"X-B: 1.0\r\n" in module.render((200, [("X-B", 1.0)], b""), req, clock, 0)
+
+
+class _Renamed(str):
+    """A header name equal to "X-S" whose rendering is another."""
+
+    def __str__(self) -> str:
+        return "X-T"
+
+
+@pytest.mark.parametrize("twin", implementations("fastmux.http._app_c"))
+def test_last_shape_is_reused_only_for_the_same_head(twin):
+    module = importlib.import_module(APP_TWINS[twin])
+    clock = Clock()
+    clock.refresh(1_700_000_000.0)
+    get, head = TwinRequest("GET", b"/", "1.1", []), TwinRequest("HEAD", b"/", "1.1", [])
+    pair = ("X-S", "1")
+
+    def render(result, req=get, conn=0):
+        out = module.render(result, req, clock, conn)
+        fresh = Clock()
+        fresh.refresh(1_700_000_000.0)
+        assert out == module.render(result, req, fresh, conn)  # what an empty cache gives
+        return out
+
+    for _ in range(2):  # made, then from the cache
+        assert render((200, [pair], b"ab")).endswith(b"X-S: 1\r\nContent-Type: application/octet-stream\r\n"
+                                                     b"Content-Length: 2\r\nConnection: keep-alive\r\n\r\nab")
+    # The same shape with another body length, connection, method; equal pairs in new tuples.
+    assert b"Content-Length: 3\r\n" in render((200, [pair], b"abc"))
+    assert b"Connection: close\r\n" in render((200, [pair], b"abc"), conn=1)
+    assert render((200, (("X-" + "S", "1"),), b"abc"), head).endswith(b"Content-Length: 3\r\nConnection: keep-alive\r\n\r\n")
+    # Anything else in the shape differs: status, body kind, pairs.
+    assert render((201, [pair], b"ab")).startswith(b"HTTP/1.1 201 Created\r\n")
+    assert b"Content-Type: text/plain; charset=utf-8\r\n" in render((200, [pair], "ab"))
+    assert b"X-S: 2\r\n" in render((200, [("X-S", "2")], b"ab"))
+    assert b"X-S: 1\r\nX-U: 1\r\n" in render((200, [pair, ("X-U", "1")], b"ab"))
+    render((200, [pair], b"ab"))
+    assert b"X-T: 1\r\n" in render((200, [(_Renamed("X-S"), "1")], b"ab"))
+    # A new second: a new Date, never the last head of the old one.
+    clock.refresh(1_700_000_001.0)
+    assert b"22:13:21 GMT" in module.render((200, [pair], b"ab"), get, clock, 0)

@@ -6,6 +6,7 @@ import os
 import select
 import shutil
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -75,6 +76,34 @@ def test_pipelined_burst_in_order(cli_server):
     resps = parse_responses(data)
     assert [r.status for r in resps] == [200 if p == "/" else 404 for p in paths] + [200]
     assert resps[-1].header("Connection") == "close"
+
+
+def _data_segments_in(sock: socket.socket) -> int:
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 160)
+    if len(info) < 160:
+        pytest.skip("TCP_INFO without tcpi_data_segs_in (Linux < 4.6)")
+    return struct.unpack_from("I", info, 152)[0]  # tcpi_data_segs_in
+
+
+@pytest.mark.parametrize("loop", ["fastmux", "asyncio"])
+def test_pipelined_responses_of_one_read_in_one_send(cli_server, tmp_path, loop):
+    # The client counts the data segments that reach it: a response under
+    # the MSS sent alone (TCP_NODELAY) is a segment of its own.
+    (tmp_path / "segapp.py").write_text(
+        "def app(request):\n"
+        "    if request.path == '/app':\n"
+        "        return 200, [('Content-Type', 'text/plain')], 'from the app'\n"
+    )
+    srv = cli_server("--app", "segapp:app", cwd=str(tmp_path), loop=loop)
+    with srv.connect() as s:
+        s.sendall(GET)
+        recv_responses(s, 1)
+        before = _data_segments_in(s)
+        s.sendall((GET + b"GET /app HTTP/1.1\r\nHost: x\r\n\r\n" + b"GET /no HTTP/1.1\r\n\r\n") * 6)
+        resps = recv_responses(s, 18)
+        assert [r.status for r in resps] == [200, 200, 404] * 6
+        assert resps[1].body == b"from the app"
+        assert _data_segments_in(s) == before + 1
 
 
 @pytest.mark.parametrize("raw,status", [

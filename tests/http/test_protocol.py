@@ -151,6 +151,43 @@ def test_pipelined_burst_then_close(conn):
     assert resps[-1].header("Connection") == "close"
 
 
+def _app(req):
+    if req.path == "/big":
+        return 200, [("Content-Type", "application/octet-stream")], req.query.encode() * 20_000
+    if req.path == "/app":
+        return 200, [("Content-Type", "text/plain; charset=utf-8")], b"Hello, World"
+    return None
+
+
+@pytest.mark.parametrize("with_app", [False, True])
+def test_pipelined_responses_of_one_read_in_one_write(with_app):
+    conn = Conn(make_server(app=_app if with_app else None))
+    reqs = [GET, HEAD, b"GET /nope HTTP/1.1\r\n\r\n", b"GET /app HTTP/1.1\r\n\r\n", GET, GET]
+    conn.protocol.data_received(b"".join(reqs))
+    assert conn.transport.writes == 1
+    resps = parse_responses(conn.transport.take(), ["GET", "HEAD"])
+    assert [r.status for r in resps] == [200, 200, 404, 200 if with_app else 404, 200, 200]
+    # A lone request is one write too, and so is each read after it.
+    conn.protocol.data_received(GET)
+    conn.protocol.data_received(GET + GET)
+    assert conn.transport.writes == 3 and len(parse_responses(conn.transport.take())) == 3
+
+
+def test_pipelined_big_responses_are_written_as_they_grow():
+    conn = Conn(make_server(app=_app))
+    conn.protocol.data_received(b"".join(b"GET /big?%d HTTP/1.1\r\n\r\n" % i for i in range(6)) + GET)
+    assert 1 < conn.transport.writes < 7  # collected up to a bound, not all of them, nor one by one
+    resps = parse_responses(conn.transport.take())
+    assert [r.body for r in resps] == [b"%d" % i * 20_000 for i in range(6)] + [b"Hello, World"]
+
+
+def test_continue_after_pipelined_response_in_one_write(conn):
+    upload = b"PUT /up HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"
+    conn.protocol.data_received(GET + upload)
+    assert conn.transport.writes == 1
+    assert conn.transport.take().endswith(b"Hello, World" + b"HTTP/1.1 100 Continue\r\n\r\n")
+
+
 def test_absolute_form_target(conn):
     assert one(conn.feed(b"GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n")).status == 200
     assert one(conn.feed(b"GET http://example.com/x HTTP/1.1\r\nHost: example.com\r\n\r\n")).status == 404
@@ -347,6 +384,24 @@ def test_expect_100_continue_waits_for_the_whole_head():
     assert conn.feed(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\n") == b""
     assert conn.feed(b"Content-Length: 5\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
     assert one(conn.feed(b"hello")).status == 405
+
+
+def test_expect_100_continue_on_a_chunked_body():
+    conn = Conn(make_server(limits=dict(max_body=1000)))
+    data = conn.feed(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n")
+    assert data == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert one(conn.feed(b"5\r\nhello\r\n0\r\n\r\n")).status == 405
+
+
+def test_expect_without_a_body_gets_no_100(conn):
+    r = one(conn.feed(b"GET / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n"))
+    assert r.status == 200
+
+
+@pytest.mark.parametrize("length", [1001, 2**63 - 1, 2**63, 2**64 - 1])
+def test_declared_length_over_the_limit_is_413_however_large(length):
+    conn = Conn(make_server(limits=dict(max_body=1000)))
+    assert one(conn.feed(b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % length)).status == 413
 
 
 def test_input_after_error_is_ignored(conn):

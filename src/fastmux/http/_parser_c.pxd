@@ -27,12 +27,14 @@ cdef class RequestSink:
     # (the compiled HttpProtocol) is fed through these, not through Python
     # callbacks.  The arguments are what httptools' callbacks give (and,
     # for _head_done, what get_method, get_http_version and
-    # should_keep_alive return).
+    # should_keep_alive return, and the body's length: its Content-Length,
+    # -1 if chunked, 0 for none), and _emit for feed_hello's answers.
     cdef _add_url(self, bytes url)
     cdef _add_header(self, bytes name, bytes value)
-    cdef _head_done(self, bytes method, str version, bint keep_alive)
+    cdef _head_done(self, bytes method, str version, bint keep_alive, Py_ssize_t length)
     cdef _add_body(self, bytes chunk)
     cdef _message_done(self)
+    cdef _emit(self, bytes reply)
 
 
 cdef class HttpRequestParser:
@@ -48,7 +50,8 @@ cdef class HttpRequestParser:
     cdef object _error  # raised by a callback: the __context__ of the parse error
 
     # feed_hello
-    cdef object _write
+    cdef object _write  # None for a RequestSink: its _emit takes the answers
+    cdef bint _hello_set
     cdef object _replies
     cdef int _max_headers
     cdef bint _hello  # requests beginning now may be answered here

@@ -14,15 +14,17 @@ parsers the same bytes, split the same way, and fails on any difference.
 A protocol that is a :class:`RequestSink` (the compiled ``HttpProtocol``
 subclasses it) gets the same events as C method calls instead: the URL and
 header callbacks (``_add_url``, ``_add_header``), ``on_headers_complete``
-with the method, version and keep-alive (``_head_done``), ``on_body`` and
-``on_message_complete`` -- no Python call per request, nor per header.
+with the method, version, keep-alive and body length (``_head_done``),
+``on_body`` and ``on_message_complete`` -- no Python call per request, nor
+per header.
 
 ``feed_hello(data, replies)`` parses ``data`` as ``feed_data`` does, except
 for requests that begin in ``data`` and turn out to be ``GET /`` or
 ``HEAD /``, HTTP/1.0 or 1.1, keep-alive, without a body, upgrade, or more
 than ``max_headers`` (or ``MAX_HELD_HEADERS``) headers: each of those is answered by writing
 ``replies[0]`` (GET) or ``replies[1]`` (HEAD) with the ``write`` given to
-``set_hello``, and makes no callback at all (``answered`` counts them).
+``set_hello`` (a RequestSink's ``_emit``, as a C call), and makes no other
+callback at all (``answered`` counts them).
 The error ``feed_data`` would raise, ``feed_hello`` returns (else None): the
 caller's per-read path then needs no try block.
 Until a request is known to be one, its URL and headers are held as spans
@@ -32,6 +34,11 @@ them, and the rest of ``data`` is parsed as ``feed_data`` parses it.
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_FillInfo, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from libc.stdint cimport uint64_t
+
+
+cdef extern from "Python.h":
+    const Py_ssize_t PY_SSIZE_T_MAX
 from fastmux.includes cimport llhttp as ll
 
 from fastmux.http.errors import (
@@ -68,13 +75,16 @@ cdef class RequestSink:
     cdef _add_header(self, bytes name, bytes value):
         raise NotImplementedError
 
-    cdef _head_done(self, bytes method, str version, bint keep_alive):
+    cdef _head_done(self, bytes method, str version, bint keep_alive, Py_ssize_t length):
         raise NotImplementedError
 
     cdef _add_body(self, bytes chunk):
         raise NotImplementedError
 
     cdef _message_done(self):
+        raise NotImplementedError
+
+    cdef _emit(self, bytes reply):
         raise NotImplementedError
 
 
@@ -134,16 +144,20 @@ cdef class HttpRequestParser:
     # -- the hello-world shortcut ----------------------------------------------
 
     def set_hello(self, write, int max_headers):
-        """Where ``feed_hello`` writes its answers, and the most headers a
-        request it answers may have."""
+        """Where ``feed_hello`` writes its answers (a RequestSink's go to its
+        ``_emit``: ``write`` may be None), and the most headers a request it
+        answers may have."""
+        if write is None and self._sink is None:
+            raise TypeError("set_hello() needs a write callable")
         self._write = write
         self._max_headers = max_headers
+        self._hello_set = True
 
     cpdef feed_hello(self, data, replies):
         """``feed_data``, answering hello-world requests itself (see the module
         doc) unless ``replies`` is None; what ``feed_data`` would raise is
         returned instead, else None."""
-        if self._write is None:
+        if not self._hello_set:
             raise RuntimeError("feed_hello() before set_hello()")
         self._replies = replies
         # A request begun in an earlier read has made its callbacks already.
@@ -368,6 +382,16 @@ cdef inline int _on_span(HttpRequestParser self, SpanKind kind, const char *at, 
     return 0
 
 
+cdef inline Py_ssize_t _body_length(ll.llhttp_t *p) noexcept:
+    """The body llhttp expects after this head: its Content-Length (at most
+    PY_SSIZE_T_MAX), -1 if chunked, 0 for none."""
+    if p.flags & ll.F_CHUNKED:
+        return -1
+    if p.flags & ll.F_CONTENT_LENGTH:
+        return <Py_ssize_t>p.content_length if p.content_length < <uint64_t>PY_SSIZE_T_MAX else PY_SSIZE_T_MAX
+    return 0
+
+
 cdef int _cb_headers_complete(ll.llhttp_t *p) noexcept:
     cdef HttpRequestParser self = <HttpRequestParser>p.data
     if self._holding and self._answerable():
@@ -377,7 +401,7 @@ cdef int _cb_headers_complete(ll.llhttp_t *p) noexcept:
             self._release()
         self._flush_header()
         if self._sink is not None:
-            self._sink._head_done(_method_name(p), self._version(), ll.llhttp_should_keep_alive(p))
+            self._sink._head_done(_method_name(p), self._version(), ll.llhttp_should_keep_alive(p), _body_length(p))
         elif self._on_headers_complete is not None:
             self._on_headers_complete()
     except BaseException as exc:
@@ -405,7 +429,10 @@ cdef int _cb_message_complete(ll.llhttp_t *p) noexcept:
         if self._holding:
             self._holding = False
             self.answered += 1
-            self._write(self._replies[p.method == ll.HTTP_HEAD])
+            if self._sink is not None:
+                self._sink._emit(self._replies[p.method == ll.HTTP_HEAD])
+            else:
+                self._write(self._replies[p.method == ll.HTTP_HEAD])
         elif self._sink is not None:
             self._sink._message_done()
         elif self._on_message_complete is not None:

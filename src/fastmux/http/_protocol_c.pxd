@@ -11,7 +11,7 @@
 # ``bint`` and counts ``Py_ssize_t``.
 from fastmux.http._parser_c cimport HttpRequestParser, RequestSink
 from fastmux.http._app_c cimport render
-from fastmux.http._request_c cimport Request, split_target
+from fastmux.http._request_c cimport new_request, split_target
 
 
 # A RequestSink: the compiled parser calls the _add_*/_done methods as C.
@@ -29,23 +29,34 @@ cdef class HttpProtocol(RequestSink):
     cdef public bint _in_body, _expect
     cdef public bint _fast, _fast_ok, _careful, _closing, _lingering, _eof, _draining
     cdef public object _queue, _deferred
-    cdef public bint _in_drain, _writing_paused, _reading_paused, _native_files, _keep_body
+    cdef public bint _in_drain, _writing_paused, _reading_paused, _native_files, _hello_fast
+    cdef public object _app, _static
+    cdef public bytes _method_bytes
+    cdef public str _method_str
+    cdef public Py_ssize_t _max_url, _max_headers, _max_body
     cdef public Py_ssize_t _wprogress, _nreq
     cdef public object _tkey, _peer, _sendfile, _access
     cdef public double _tsince
+    cdef public bint _batch
+    cdef public bytes _out1
+    cdef public list _out
+    cdef public Py_ssize_t _out_size
 
     cdef _add_url(self, bytes url)
     cdef _add_header(self, bytes name, bytes value)
-    cdef _head_done(self, bytes method, str version, bint keep_alive)
+    cdef _head_done(self, bytes method, str version, bint keep_alive, Py_ssize_t length)
     cdef _add_body(self, bytes chunk)
     cdef _message_done(self)
+    cdef _emit(self, bytes data)
 
     # The per-request path between them: C calls too.
     cdef _request(self, bytes url)
-    cdef _respond(self, tuple item)
+    cdef _respond(self, bytes method, bytes url, str version, list headers, list body, Py_ssize_t body_len,
+                  bint keep, list trailers)
     cdef _answer(self, bytes method, bytes url, str version, list headers, list body, Py_ssize_t body_len,
                  bint keep, int conn, list trailers)
     cdef _push(self, reply)
+    cdef _flush_out(self)
     cdef _refresh_fast(self)
     cdef _defer(self, tuple item)
     cdef _partial(self, Py_ssize_t nbytes)

@@ -6,11 +6,17 @@
 cimport cython
 
 
+@cython.locals(n=Py_ssize_t, i=Py_ssize_t, c=cython.uchar)
 cpdef tuple split_target(bytes target)
+@cython.locals(req=Request)
+cpdef Request new_request(method, raw_target, version, raw_headers, body, bint keep_alive, peer, raw_trailers)
 
 
-@cython.locals(i=Py_ssize_t, n=Py_ssize_t, c=cython.uchar)
-cdef bint _same_name(bytes name, bytes lower)
+cdef str _latin1(bytes raw)
+
+
+@cython.locals(i=Py_ssize_t, n=Py_ssize_t, c=cython.uchar, d=cython.uchar)
+cdef bint _same_name(bytes name, bytes other)
 
 
 cdef class Request:
@@ -18,5 +24,7 @@ cdef class Request:
     cdef public bint keep_alive
     cdef public object _split
 
+    cdef _init(self, method, raw_target, version, raw_headers, body, bint keep_alive, peer, raw_trailers)
     cpdef tuple _parts(self)
-    cpdef get_raw_header(self, name)
+    cpdef get_header(self, str name, default=*)
+    cpdef get_raw_header(self, bytes name)

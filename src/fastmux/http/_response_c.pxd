@@ -9,6 +9,11 @@ cdef class Clock:
     cdef public list hello
     cdef public dict heads, _dates
     cdef public object _second
+    cdef public int last_status
+    cdef public bint last_text
+    cdef public tuple last_headers
+    cdef public bytes last_opening, last_head
+    cdef public Py_ssize_t last_end_key
 
 cpdef bytes head_end(content_length, int conn)
 cpdef bytes head_start(Clock clock, int status, bytes extra=*, bint server=*, bint date=*)
