@@ -20,16 +20,21 @@ import asyncio
 import sys
 from typing import Any, Awaitable, Optional, TypeVar
 
-__all__ = ["new_event_loop", "run", "install", "EventLoopPolicy"]
+__all__ = ["new_event_loop", "new_selector_event_loop", "run", "install", "EventLoopPolicy"]
 
 _T = TypeVar("_T")
 
 
-def new_event_loop() -> asyncio.AbstractEventLoop:
+def new_selector_event_loop() -> asyncio.AbstractEventLoop:
     """A new ``asyncio.SelectorEventLoop`` over ``fastmux.selectors.DefaultSelector()``."""
     from . import selectors
 
     return asyncio.SelectorEventLoop(selectors.DefaultSelector())
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A new fastmux event loop for asyncio programs."""
+    return new_selector_event_loop()
 
 
 def run(main: Awaitable[_T], *, debug: Optional[bool] = None) -> _T:
