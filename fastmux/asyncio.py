@@ -33,8 +33,10 @@ def new_selector_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
-    """A new fastmux event loop for asyncio programs."""
-    return new_selector_event_loop()
+    """A new :class:`fastmux.reactor.aioloop.EventLoop`: asyncio's API on the compiled reactor."""
+    from .reactor.aioloop import EventLoop
+
+    return EventLoop()
 
 
 def run(main: Awaitable[_T], *, debug: Optional[bool] = None) -> _T:

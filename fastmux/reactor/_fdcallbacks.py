@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 try:
     import cython  # compiled: Cython's compile-time module; pure: Cython's shadow module, if installed
@@ -32,9 +32,8 @@ if cython.compiled:  # the compiled twin's siblings
     from ._fdwatch_c import EVENT_READ, EVENT_WRITE, fileno_of
 else:
     from ._fdwatch import EVENT_READ, EVENT_WRITE, fileno_of
-from .handles import Handle
-
 if TYPE_CHECKING:
+    from .handles import Handle
     from ._fdwatch import FdWatch
     from .loop import Reactor
 
@@ -69,17 +68,22 @@ class _FdEntry:
         if mask & EVENT_READ:
             h = self.reader
             if h is not None and not h._cancelled:
-                try:
-                    h._callback(*h._args)
-                except Exception as exc:
-                    self.table._callback_failed(self, h, exc)
+                self._run(h)
         if mask & EVENT_WRITE:
             h = self.writer  # re-read: the reader may have removed it
             if h is not None and not h._cancelled:
-                try:
-                    h._callback(*h._args)
-                except Exception as exc:
-                    self.table._callback_failed(self, h, exc)
+                self._run(h)
+
+    def _run(self, h: Any) -> None:
+        try:
+            ctx = h._context
+            if ctx is None:
+                h._callback(*h._args)
+            else:
+                ctx.run(h._callback, *h._args)
+        except BaseException as exc:
+            if self.table._callback_failed(self, h, exc):
+                raise
 
     def _io_retry(self) -> None:  # only after an interrupted dispatch; level-triggered anyway
         self._io_requeued = False
@@ -107,10 +111,11 @@ class FdCallbacks:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def add(self, fileobj: Any, event: int, callback: Callable[..., Any], args: Tuple[Any, ...]) -> None:
-        """Call ``callback(*args)`` while ``fileobj`` is ready for ``event``, replacing the previous one."""
-        if not callable(callback):
-            raise TypeError(f"callback must be callable, not {callback!r}")
+    def add(self, fileobj: Any, event: int, handle: Any) -> None:
+        """Run ``handle`` (a :class:`Handle` or an ``asyncio.Handle``) while ``fileobj``
+        is ready for ``event``, replacing the previous one (which is cancelled)."""
+        if not callable(handle._callback):
+            raise TypeError(f"callback must be callable, not {handle._callback!r}")
         fd = fileno_of(fileobj)
         owner = self._loop._owners.get(fd)
         if owner is not None:
@@ -121,7 +126,6 @@ class FdCallbacks:
         if stale:
             self._drop(entry, _REUSED)
             entry = None
-        handle = Handle(callback, args)
         if entry is None:
             entry = _FdEntry(self, fd, fileobj, ident)
             if event == EVENT_READ:
@@ -217,11 +221,13 @@ class FdCallbacks:
         if why is not None:
             self._loop.call_exception_handler({"message": f"fd {entry.fd} {why}", "fd": entry.fd})
 
-    def _callback_failed(self, entry: _FdEntry, h: Handle, exc: BaseException) -> None:
-        self._loop._callback_failed(h, exc)
+    def _callback_failed(self, entry: _FdEntry, h: Any, exc: BaseException) -> bool:
+        if self._loop._callback_failed(h, exc):
+            return True
         if self._entries.get(entry.fd) is entry:
             try:
                 os.fstat(entry.fd)
             except OSError as err:
                 if err.errno == errno.EBADF:
                     self._drop(entry, "was closed while registered (EBADF); its callbacks were removed")
+        return False

@@ -1,7 +1,9 @@
 """Callback handles: what ``call_soon``/``call_later``/``call_at`` return.
 
-A :class:`Handle` is a callback plus its arguments and a cancelled flag; the
-loop runs it at most once (signal handlers reuse theirs for every arrival).
+A :class:`Handle` is a callback plus its arguments, a cancelled flag and the
+``contextvars.Context`` to run it in (None: the caller's, as the Reactor's own
+API does; the asyncio face always gives one, as asyncio does); the loop runs
+it at most once (signal handlers reuse theirs for every arrival).
 A :class:`TimerHandle` also knows its deadline and tells the loop when it is
 cancelled, so the loop can purge cancelled timers from its heap once they
 dominate it (see ``Reactor._timer_cancelled``): a program that arms and
@@ -13,6 +15,7 @@ and equal deadlines run in scheduling order (``seq``).
 """
 from __future__ import annotations
 
+from contextvars import Context
 from typing import Any, Callable, Optional, Tuple
 
 __all__ = ["Handle", "TimerHandle"]
@@ -21,12 +24,13 @@ __all__ = ["Handle", "TimerHandle"]
 class Handle:
     """A scheduled callback; ``cancel()`` before it runs and it never will."""
 
-    __slots__ = ("_callback", "_args", "_cancelled", "__weakref__")
+    __slots__ = ("_callback", "_args", "_cancelled", "_context", "__weakref__")
 
-    def __init__(self, callback: Callable[..., Any], args: Tuple[Any, ...]) -> None:
+    def __init__(self, callback: Callable[..., Any], args: Tuple[Any, ...], context: Optional[Context] = None) -> None:
         self._callback: Optional[Callable[..., Any]] = callback
         self._args: Optional[Tuple[Any, ...]] = args
         self._cancelled = False
+        self._context = context
 
     def cancel(self) -> None:
         """Prevent the callback from running; idempotent.  Drops the references."""
@@ -37,6 +41,10 @@ class Handle:
 
     def cancelled(self) -> bool:
         return self._cancelled
+
+    def get_context(self) -> Optional[Context]:
+        """The context the callback runs in (None: whichever is current when it runs)."""
+        return self._context
 
     def _describe(self) -> str:
         cb = self._callback
@@ -55,8 +63,9 @@ class TimerHandle(Handle):
 
     __slots__ = ("_when", "_loop", "_scheduled")
 
-    def __init__(self, when: float, callback: Callable[..., Any], args: Tuple[Any, ...], loop: Any) -> None:
-        Handle.__init__(self, callback, args)
+    def __init__(self, when: float, callback: Callable[..., Any], args: Tuple[Any, ...], loop: Any,
+                 context: Optional[Context] = None) -> None:
+        Handle.__init__(self, callback, args, context)
         self._when = when
         self._loop = loop
         self._scheduled = True  # in the loop's heap; cleared when popped

@@ -36,7 +36,8 @@ How one iteration goes (``Reactor._run_once``)
 3. Re-queued work from the previous iteration (edge-triggered drains that
    ran out of budget, ``resume_reading`` in edge mode).
 4. The callbacks that were ready when this step began (``call_soon``,
-   ``call_soon_threadsafe``, signal handlers, connection_lost...).
+   ``call_soon_threadsafe``, signal handlers, connection_lost...), each in
+   its handle's ``contextvars.Context`` when it has one.
 5. The timers whose deadline has passed, in deadline order, then
    scheduling order.
 
@@ -285,6 +286,11 @@ class Reactor:
             raise RuntimeError("Reactor is closed")
         h = Handle(callback, args)
         self._ready.append(h)
+        self._wake_up()
+        return h
+
+    def _wake_up(self) -> None:
+        """Interrupt a wait from another thread (or a signal handler)."""
         # One wake-up per batch: the flag is cleared by the loop *after* it
         # drains the wake-up fd, so a callback appended after the clear
         # always writes a fresh wake-up that nothing has consumed yet
@@ -293,7 +299,6 @@ class Reactor:
         if not self._wake_pending:
             self._wake_pending = True
             self._waker.wake()
-        return h
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:
         """Run ``callback(*args)`` after ``delay`` seconds (sub-millisecond delays are honoured)."""
@@ -304,10 +309,13 @@ class Reactor:
         if self._closed:
             raise RuntimeError("Reactor is closed")
         h = TimerHandle(when, callback, args, self)
+        self._schedule(h)
+        return h
+
+    def _schedule(self, h: TimerHandle) -> None:
         seq = self._timer_seq
         self._timer_seq = seq + 1
-        _heappush(self._timers, (when, seq, h))
-        return h
+        _heappush(self._timers, (h._when, seq, h))
 
     def _timer_cancelled(self) -> None:
         self._cancelled_timers += 1
@@ -477,9 +485,14 @@ class Reactor:
             if h._cancelled:
                 continue
             try:
-                h._callback(*h._args)
-            except Exception as exc:
-                self._callback_failed(h, exc)
+                ctx = h._context
+                if ctx is None:
+                    h._callback(*h._args)
+                else:
+                    ctx.run(h._callback, *h._args)
+            except BaseException as exc:
+                if self._callback_failed(h, exc):
+                    raise
 
         # 5. due timers, one at a time (an interruption loses none), and only
         # those scheduled before this step: a timer that re-arms itself with
@@ -497,9 +510,14 @@ class Reactor:
                     continue
                 h._scheduled = False
                 try:
-                    h._callback(*h._args)
-                except Exception as exc:
-                    self._callback_failed(h, exc)
+                    ctx = h._context
+                    if ctx is None:
+                        h._callback(*h._args)
+                    else:
+                        ctx.run(h._callback, *h._args)
+                except BaseException as exc:
+                    if self._callback_failed(h, exc):
+                        raise
 
     def _requeue_io(self, obj: Any) -> None:
         """Have ``obj._io_retry()`` called next iteration (edge-triggered: the kernel will not remind us)."""
@@ -555,9 +573,15 @@ class Reactor:
         except Exception:  # pragma: no cover - logging itself failed
             pass
 
-    def _callback_failed(self, h: Handle, exc: BaseException) -> None:
+    def _callback_failed(self, h: Any, exc: BaseException) -> bool:
+        """Report what callback ``h`` raised; True when ``exc`` must propagate instead
+        (here: anything but an ``Exception``; the asyncio face lets only
+        SystemExit and KeyboardInterrupt through, as asyncio does)."""
+        if not isinstance(exc, Exception):
+            return True
         self.call_exception_handler({"message": f"Exception in callback {h._describe()}",
                                      "exception": exc, "handle": h})
+        return False
 
     def _owner_failed(self, key: Any, exc: BaseException) -> None:
         self.call_exception_handler({"message": f"Exception while handling I/O on fd {key.fd}",
@@ -572,13 +596,13 @@ class Reactor:
         """
         if self._closed:
             raise RuntimeError("Reactor is closed")
-        self._fdcb.add(fd, EVENT_READ, callback, args)
+        self._fdcb.add(fd, EVENT_READ, Handle(callback, args))
 
     def add_writer(self, fd: PathOrFd, callback: Callable[..., Any], *args: Any) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is writable (level-triggered)."""
         if self._closed:
             raise RuntimeError("Reactor is closed")
-        self._fdcb.add(fd, EVENT_WRITE, callback, args)
+        self._fdcb.add(fd, EVENT_WRITE, Handle(callback, args))
 
     def remove_reader(self, fd: PathOrFd) -> bool:
         """Stop watching ``fd`` for reading; False if it was not watched."""

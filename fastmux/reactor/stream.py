@@ -41,6 +41,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
 try:
@@ -90,6 +91,16 @@ def _as_bytes(data: Any) -> bytes:
     raise TypeError(f"data must be a bytes-like object, not {type(data).__name__}")
 
 
+def _is_buffered(protocol: Any) -> bool:
+    """Whether ``protocol`` reads through ``get_buffer``/``buffer_updated``: asyncio's
+    rule (an ``asyncio.BufferedProtocol``, looked up only if asyncio is loaded), and for
+    protocols that do not derive from asyncio's, ``get_buffer`` without ``data_received``."""
+    aio = sys.modules.get("asyncio.protocols")
+    if aio is not None and isinstance(protocol, aio.BufferedProtocol):
+        return True
+    return hasattr(protocol, "get_buffer") and not hasattr(protocol, "data_received")
+
+
 def _sigpipe_ignored() -> bool:
     if _SIGPIPE is None:
         return True
@@ -127,8 +138,11 @@ class StreamTransport(BaseTransport):
 
     __slots__ = (
         "_data_received", "_server", "_extra", "_peer", "_reading", "_read_closed", "_eof_written",
-        "_connecting", "_connector", "_wopen", "max_read_size",
+        "_connecting", "_connector", "_wopen", "_buffered", "max_read_size",
     )
+
+    # asyncio's start_tls() may wrap it (asyncio's sslproto over this transport)
+    _start_tls_compatible = True
 
     def __init__(self, loop: Reactor, protocol: Any, sock: Optional[socket.socket] = None, *,
                  server: Any = None, peer: Any = None) -> None:
@@ -142,6 +156,7 @@ class StreamTransport(BaseTransport):
         self._eof_written = False
         self._connecting = True
         self._wopen = False  # write() may send at once: attached, no EOF written, not lost
+        self._buffered = False  # the protocol is a BufferedProtocol (see _read_buffered)
         self._connector: Any = None
         self.max_read_size = MAX_READ  # bytes asked of one recv; per transport, read at creation
         if sock is not None:
@@ -173,7 +188,7 @@ class StreamTransport(BaseTransport):
             return
         if self._conn_lost:
             return
-        self._data_received = self._protocol.data_received  # looked up once, after connection_made
+        self._use_protocol(self._protocol)  # looked up once, after connection_made
         if self._wq:  # written before the connection was up
             self._write_ready()
         elif self._eof_written:  # write_eof() before the connection was up
@@ -209,8 +224,11 @@ class StreamTransport(BaseTransport):
 
     def _on_io(self, mask: int) -> None:
         if mask & EVENT_READ and self._events & EVENT_READ:
+            if self._buffered:
+                self._read_buffered()
+                data = None  # delivered (or not) already
             # the per-request path: one recv, straight to the protocol
-            if cython.compiled:
+            elif cython.compiled:
                 # recv(2) itself; None: EAGAIN, or failed and already reported
                 # (no try block here: entering one costs on every request)
                 data = _sock_recv(self, self.max_read_size)
@@ -406,6 +424,34 @@ class StreamTransport(BaseTransport):
                 self._shutdown_write()
             self._update()
 
+    def _read_buffered(self) -> bool:
+        """One read for a BufferedProtocol, into the buffer it lends: True when bytes
+        were delivered (False: nothing to read, EOF, or the connection failed)."""
+        protocol = self._protocol
+        try:
+            buf = protocol.get_buffer(-1)
+            if not len(buf):
+                raise RuntimeError("get_buffer() returned an empty buffer")
+        except Exception as exc:
+            self._protocol_failed(exc, "get_buffer")
+            return False
+        try:
+            n = self._sock.recv_into(buf)  # type: ignore[union-attr]
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:
+            self._fatal_error(exc, "recv_into")
+            return False
+        if not n:
+            self._eof()
+            return False
+        try:
+            protocol.buffer_updated(n)
+        except Exception as exc:
+            self._protocol_failed(exc, "buffer_updated")
+            return False
+        return True
+
     def _eof(self) -> None:
         self._read_closed = True
         self._update()  # level-triggered: EOF stays readable forever, stop watching
@@ -520,7 +566,11 @@ class StreamTransport(BaseTransport):
     def set_protocol(self, protocol: Any) -> None:
         self._protocol = protocol
         if self._made:
-            self._data_received = protocol.data_received
+            self._use_protocol(protocol)
+
+    def _use_protocol(self, protocol: Any) -> None:
+        self._buffered = buffered = _is_buffered(protocol)
+        self._data_received = None if buffered else protocol.data_received
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """``'peername'``, ``'sockname'``, ``'socket'`` (the socket itself: do not close it)."""
@@ -643,6 +693,10 @@ class _EdgeStreamTransport(StreamTransport):
                 self._loop._requeue_io(self)  # the kernel will not tell us again
                 return
             budget -= 1
+            if self._buffered:
+                if self._read_buffered():
+                    continue
+                return
             if cython.compiled:
                 data = _sock_recv(self, size)
                 if data is None:

@@ -52,3 +52,5 @@ cdef class Reactor:
     @cython.locals(transport=BaseTransport, ntodo=Py_ssize_t, done=Py_ssize_t, end=double)
     cpdef _run_once(self)
     cpdef _requeue_io(self, obj)
+    cpdef _wake_up(self)
+    cpdef _schedule(self, h)

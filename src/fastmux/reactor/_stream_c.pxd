@@ -42,6 +42,7 @@ cdef class StreamTransport(BaseTransport):
     cdef public bint _connecting
     cdef public object _connector
     cdef public bint _wopen
+    cdef public bint _buffered
     cdef public Py_ssize_t max_read_size
     # Compiled twin only, private to _sock_recv below (stream.py never sees it).
     cdef bint _recv_direct
@@ -55,6 +56,7 @@ cdef class StreamTransport(BaseTransport):
     @cython.locals(left=Py_ssize_t, size=Py_ssize_t, total=Py_ssize_t, n=Py_ssize_t)
     cpdef _flush(self)
     cpdef _write_ready(self)
+    cpdef bint _read_buffered(self) except -1
     cpdef resume_reading(self)
 
 

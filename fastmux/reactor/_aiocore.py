@@ -1,0 +1,115 @@
+"""The compiled part of the asyncio face: what asyncio calls on every wake-up.
+
+asyncio's futures and tasks (C code in ``_asyncio``) schedule every step of
+every task with ``loop.call_soon(callback, arg, context=ctx)`` and ask
+``loop.get_debug()`` for every new future; :class:`AsyncioCore` gives them
+the Reactor's own ready queue and timer heap with asyncio's rules on top:
+
+* every callback runs in a ``contextvars.Context`` (the one given, else a
+  copy of the caller's, as ``asyncio.Handle`` does);
+* a closed loop says "Event loop is closed"; debug mode checks the calling
+  thread and refuses coroutines as callbacks (the stdlib's own
+  ``_check_thread``/``_check_callback``, which ``aioloop.EventLoop``
+  inherits) and hands out asyncio's own handles, which record where they
+  were created (``_source_traceback``, shown when their callback fails);
+* a callback's exception goes to the exception handler unless it is
+  SystemExit or KeyboardInterrupt (asyncio's ``Handle._run``), so a
+  ``CancelledError`` escaping a callback is reported, not raised out of
+  ``run_forever``.
+
+Compiled into ``_aiocore_c`` (typed by ``src/fastmux/reactor/_aiocore_c.pxd``),
+``AsyncioCore`` is an extension type on the compiled ``Reactor``, so these
+methods are C functions that read the loop's fields directly.  The rest of
+the asyncio API lives in plain Python in ``aioloop``.
+"""
+from __future__ import annotations
+
+import time
+from asyncio import events
+from contextvars import Context, copy_context
+from typing import Any, Callable, Optional
+
+try:
+    import cython  # compiled: Cython's compile-time module; pure: Cython's shadow module, if installed
+except ImportError:  # pragma: no cover - Cython is not a run-time dependency
+    from . import _cython_shim as cython
+
+if not cython.compiled:  # compiled, _aiocore_c.pxd cimports Reactor
+    from .loop import Reactor
+from .handles import Handle, TimerHandle
+
+__all__ = ["AsyncioCore"]
+
+_monotonic = time.monotonic
+_CLOSED = "Event loop is closed"
+
+
+class AsyncioCore(Reactor):
+    """The Reactor with asyncio's scheduling rules (see the module docstring)."""
+
+    def __init__(self, backend: Optional[str] = None, *, selector: Any = None) -> None:
+        self._debug = False
+        Reactor.__init__(self, backend, selector=selector)
+
+    def get_debug(self) -> bool:
+        return self._debug
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any, context: Optional[Context] = None) -> Handle:
+        if self._closed:
+            raise RuntimeError(_CLOSED)
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, "call_soon")
+            h = events.Handle(callback, args, self, context)
+        else:
+            h = Handle(callback, args, copy_context() if context is None else context)
+        self._ready.append(h)
+        return h
+
+    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any,
+                             context: Optional[Context] = None) -> Handle:
+        if self._closed:
+            raise RuntimeError(_CLOSED)
+        if self._debug:
+            self._check_callback(callback, "call_soon_threadsafe")
+            h = events.Handle(callback, args, self, context)
+        else:
+            h = Handle(callback, args, copy_context() if context is None else context)
+        self._ready.append(h)
+        self._wake_up()
+        return h
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any,
+                   context: Optional[Context] = None) -> TimerHandle:
+        if delay is None:
+            raise TypeError("delay must not be None")
+        return self.call_at(_monotonic() + delay, callback, *args, context=context)
+
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any,
+                context: Optional[Context] = None) -> TimerHandle:
+        if when is None:
+            raise TypeError("when cannot be None")
+        if self._closed:
+            raise RuntimeError(_CLOSED)
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, "call_at")
+            h = events.TimerHandle(when, callback, args, self, context)
+            h._scheduled = True
+        else:
+            h = TimerHandle(float(when), callback, args, self, copy_context() if context is None else context)
+        self._schedule(h)
+        return h
+
+    def _timer_handle_cancelled(self, handle: Any) -> None:
+        """An ``asyncio.TimerHandle`` (debug mode) was cancelled: as our own ones do."""
+        if handle._scheduled:
+            self._timer_cancelled()
+
+    def _callback_failed(self, h: Any, exc: BaseException) -> bool:
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+            return True
+        describe = getattr(h, "_describe", None)
+        self.call_exception_handler({"message": f"Exception in callback {describe() if describe else h!r}",
+                                     "exception": exc, "handle": h})
+        return False
