@@ -42,6 +42,7 @@ TWIN_MODULES = {
     "fastmux.reactor._stream_c": "fastmux/reactor/stream.py",
     "fastmux.reactor._datagram_c": "fastmux/reactor/datagram.py",
     "fastmux.reactor._aiocore_c": "fastmux/reactor/_aiocore.py",
+    "fastmux.reactor._handles_c": "fastmux/reactor/handles.py",
     "fastmux.http._protocol_c": "fastmux/http/protocol.py",
     "fastmux.http._request_c": "fastmux/http/request.py",
     "fastmux.http._response_c": "fastmux/http/response.py",

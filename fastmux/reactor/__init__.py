@@ -19,10 +19,11 @@ Modules: ``loop`` (the loop and its iteration, with the design essay),
 ``stream`` and ``datagram`` (the transports, on the base in ``_transport``),
 ``_fdwatch`` (the backend over ``fastmux.selectors``), ``_fdcallbacks``
 (``add_reader``/``add_writer``), ``handles``, ``protocols``, ``servers``,
-``connect``, ``signals``.
+``connect``, ``signals``; ``aioloop`` (asyncio's face of the loop, on the
+compiled part in ``_aiocore``).
 
-Twins: ``loop``, ``stream``, ``datagram``, ``_transport``, ``_fdcallbacks``
-and ``_fdwatch`` are also compiled, unchanged, each into ``_<name>_c``
+Twins: ``loop``, ``stream``, ``datagram``, ``_transport``, ``_fdcallbacks``,
+``_fdwatch``, ``handles`` and ``_aiocore`` are also compiled, unchanged, each into ``_<name>_c``
 (``stream.py`` -> ``_stream_c``, ``_transport.py`` -> ``_transport_c``),
 typed by its own ``src/fastmux/reactor/_<name>_c.pxd`` (setup.py
 TWIN_MODULES; the C types come from the .pxd alone, the .py annotations are
@@ -47,20 +48,22 @@ from typing import TYPE_CHECKING
 
 from .._impl import chosen, load_twin
 from ._fdwatch import available_backends
-from .handles import Handle, TimerHandle
 
 if TYPE_CHECKING:
     from .datagram import DatagramTransport
+    from .handles import Handle, TimerHandle
     from .loop import Reactor
     from .stream import StreamTransport
 else:
     _loop = load_twin("fastmux.reactor._loop_c", "fastmux.reactor.loop")
     Reactor = _loop.Reactor
-    if _loop.__name__.endswith("_c"):  # the transports that this loop twin makes
+    if _loop.__name__.endswith("_c"):  # the transports and handles that this loop twin makes
         from ._datagram_c import DatagramTransport
+        from ._handles_c import Handle, TimerHandle
         from ._stream_c import StreamTransport
     else:
         from .datagram import DatagramTransport
+        from .handles import Handle, TimerHandle
         from .stream import StreamTransport
 
 IMPLEMENTATION: str = chosen("fastmux.reactor._loop_c")

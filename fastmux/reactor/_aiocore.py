@@ -2,7 +2,8 @@
 
 asyncio's futures and tasks (C code in ``_asyncio``) schedule every step of
 every task with ``loop.call_soon(callback, arg, context=ctx)`` and ask
-``loop.get_debug()`` for every new future; :class:`AsyncioCore` gives them
+``loop.get_debug()`` for every new future (which streams make with
+``loop.create_future()`` for every wait); :class:`AsyncioCore` gives them
 the Reactor's own ready queue and timer heap with asyncio's rules on top:
 
 * every callback runs in a ``contextvars.Context`` (the one given, else a
@@ -25,7 +26,7 @@ the asyncio API lives in plain Python in ``aioloop``.
 from __future__ import annotations
 
 import time
-from asyncio import events
+from asyncio import events, futures
 from contextvars import Context, copy_context
 from typing import Any, Callable, Optional
 
@@ -36,12 +37,16 @@ except ImportError:  # pragma: no cover - Cython is not a run-time dependency
 
 if not cython.compiled:  # compiled, _aiocore_c.pxd cimports Reactor
     from .loop import Reactor
-from .handles import Handle, TimerHandle
+if cython.compiled:  # the compiled handles, which the loop reads in C
+    from ._handles_c import Handle, TimerHandle
+else:
+    from .handles import Handle, TimerHandle
 
 __all__ = ["AsyncioCore"]
 
 _monotonic = time.monotonic
 _CLOSED = "Event loop is closed"
+_Future = futures.Future
 
 
 class AsyncioCore(Reactor):
@@ -53,6 +58,9 @@ class AsyncioCore(Reactor):
 
     def get_debug(self) -> bool:
         return self._debug
+
+    def create_future(self) -> futures.Future:
+        return _Future(loop=self)
 
     def call_soon(self, callback: Callable[..., Any], *args: Any, context: Optional[Context] = None) -> Handle:
         if self._closed:

@@ -26,7 +26,10 @@ except ImportError:  # pragma: no cover - Cython is not a run-time dependency
     from . import _cython_shim as cython
 
 from ._errors import is_quiet
-from .handles import Handle
+if cython.compiled:  # the compiled handles, which the loop reads in C
+    from ._handles_c import Handle
+else:
+    from .handles import Handle
 
 if not cython.compiled and TYPE_CHECKING:  # compiled, _transport_c.pxd cimports Reactor
     import socket

@@ -32,9 +32,12 @@ what is available and expects to be told again.
 """
 from __future__ import annotations
 
+import functools
 import inspect
+import io
+import os
 import socket
-from asyncio import base_events, events, sslproto, trsock, unix_events
+from asyncio import base_events, events, exceptions, sslproto, trsock, unix_events
 from typing import Any, Optional
 
 from .._impl import load_twin
@@ -67,6 +70,14 @@ class _ServerLink:
 
     def _detach(self, transport: Any) -> None:
         self.server._detach()
+
+
+def _settle(fut: Any, exc: Optional[BaseException]) -> None:
+    if not fut.done():
+        if exc is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(exc)
 
 
 def _start_transport(transport: Any, waiter: Any) -> None:
@@ -184,6 +195,72 @@ class EventLoop(_core.AsyncioCore, _Asyncio):  # type: ignore[misc]
         transport._extra = info
         self.call_soon(_start_transport, transport, waiter)
         return transport
+
+    async def sendfile(self, transport: Any, file: Any, offset: int = 0, count: Optional[int] = None, *,
+                       fallback: bool = True) -> int:
+        """asyncio's ``loop.sendfile``; on a reactor transport the file goes out with
+        the transport's own zero-copy ``sendfile`` (``os.sendfile`` from a dup of
+        the fd), and a file without an fd is copied through ``write``."""
+        if not isinstance(transport, StreamTransport):  # e.g. a TLS transport: asyncio's way
+            return await _Asyncio.sendfile(self, transport, file, offset, count, fallback=fallback)
+        if transport.is_closing():
+            raise RuntimeError("Transport is closing")
+        self._check_sendfile_params(transport._sock, file, offset, count)
+        try:
+            return await self._sendfile_native(transport, file, offset, count)
+        except exceptions.SendfileNotAvailableError:
+            if not fallback:
+                raise
+        return await self._sendfile_by_copy(transport, file, offset, count)
+
+    async def _sendfile_native(self, transp: Any, file: Any, offset: int, count: Optional[int]) -> int:
+        try:
+            fileno = file.fileno()
+            size = os.fstat(fileno).st_size
+        except (AttributeError, io.UnsupportedOperation, OSError) as exc:
+            raise exceptions.SendfileNotAvailableError("not a regular file") from exc
+        count = max(0, size - offset) if count is None else min(count, max(0, size - offset))
+        if not count:
+            return 0
+        await self._until_flushed(transp)  # what was written before goes first
+        transp.sendfile(fileno, offset, count)
+        chunk = transp._wq[-1] if transp._wq else None  # the file's part still queued
+        try:
+            await self._until_flushed(transp)
+        finally:
+            sent = count - (chunk.remaining if chunk is not None else 0)
+            if sent:
+                file.seek(offset + sent)
+        return sent
+
+    async def _sendfile_by_copy(self, transport: Any, file: Any, offset: int, count: Optional[int]) -> int:
+        if offset:
+            file.seek(offset)
+        total = 0
+        try:
+            while count is None or total < count:
+                size = 65536 if count is None else min(65536, count - total)
+                data = await self.run_in_executor(None, file.read, size)
+                if not data:
+                    break
+                await self._until_flushed(transport)
+                transport.write(data)
+                total += len(data)
+            await self._until_flushed(transport)
+        finally:
+            if total:
+                file.seek(offset + total)
+        return total
+
+    async def _until_flushed(self, transport: Any) -> None:
+        """Wait until ``transport`` has sent everything queued (only its owner may write
+        meanwhile); ConnectionResetError if the connection is lost first."""
+        if transport._conn_lost:
+            raise ConnectionResetError("Connection lost")
+        if transport._wq:
+            fut = self.create_future()
+            transport._flushed = functools.partial(_settle, fut)
+            await fut
 
     def _make_ssl_transport(self, rawsock: socket.socket, protocol: Any, sslcontext: Any, waiter: Any = None, *,
                             server_side: bool = False, server_hostname: Optional[str] = None,

@@ -36,7 +36,10 @@ if cython.compiled:  # the compiled twin's siblings; _datagram_c.pxd cimports Ba
 else:
     from ._fdwatch import EPOLLET, EVENT_READ, EVENT_WRITE
     from ._transport import BaseTransport
-from .handles import Handle
+if cython.compiled:  # the compiled handles, which the loop reads in C
+    from ._handles_c import Handle
+else:
+    from .handles import Handle
 
 if TYPE_CHECKING:
     from .loop import Reactor

@@ -12,6 +12,10 @@ cancels a timeout per request does not grow the heap without bound.
 The loop's heap holds ``(when, seq, handle)`` tuples, not handles, so that
 ordering is done by C tuple comparison (no Python ``__lt__`` per sift step)
 and equal deadlines run in scheduling order (``seq``).
+
+Compiled into ``_handles_c`` (typed by ``src/fastmux/reactor/_handles_c.pxd``):
+asyncio programs make a handle for every step of every task, and the loop
+reads a compiled one's fields in C.
 """
 from __future__ import annotations
 

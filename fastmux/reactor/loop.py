@@ -146,7 +146,8 @@ if cython.compiled:  # the compiled twin's siblings; _loop_c.pxd cimports FdWatc
 else:
     from ._fdcallbacks import FdCallbacks
     from ._fdwatch import EVENT_READ, EVENT_WRITE, FdWatch, Waker
-from .handles import Handle, TimerHandle
+if not cython.compiled:  # compiled, _loop_c.pxd cimports them from _handles_c
+    from .handles import Handle, TimerHandle
 
 __all__ = ["Reactor"]
 
@@ -482,17 +483,8 @@ class Reactor:
         while ntodo:
             ntodo -= 1
             h = ready.popleft()
-            if h._cancelled:
-                continue
-            try:
-                ctx = h._context
-                if ctx is None:
-                    h._callback(*h._args)
-                else:
-                    ctx.run(h._callback, *h._args)
-            except BaseException as exc:
-                if self._callback_failed(h, exc):
-                    raise
+            if not h._cancelled:
+                self._run_handle(h)
 
         # 5. due timers, one at a time (an interruption loses none), and only
         # those scheduled before this step: a timer that re-arms itself with
@@ -509,15 +501,34 @@ class Reactor:
                     self._cancelled_timers -= 1
                     continue
                 h._scheduled = False
-                try:
-                    ctx = h._context
-                    if ctx is None:
-                        h._callback(*h._args)
-                    else:
-                        ctx.run(h._callback, *h._args)
-                except BaseException as exc:
-                    if self._callback_failed(h, exc):
-                        raise
+                self._run_handle(h)
+
+    def _run_handle(self, h: Any) -> None:
+        """Run ``h``'s callback, in its context if it has one; report what it raises.
+
+        ``h`` is one of ours or an ``asyncio.Handle`` (the asyncio face puts
+        those here too): the compiled twin reads ours in C and enters the
+        context with the C API instead of ``Context.run``'s argument tuple.
+        """
+        if cython.compiled and type(h) is Handle:
+            ours = cython.cast(Handle, h)
+            callback = ours._callback
+            args = ours._args
+            ctx = ours._context
+        else:
+            callback = h._callback
+            args = h._args
+            ctx = h._context
+        try:
+            if ctx is None:
+                callback(*args)
+            elif cython.compiled:
+                _call_in_context(ctx, callback, args)
+            else:
+                ctx.run(callback, *args)
+        except BaseException as exc:
+            if self._callback_failed(h, exc):
+                raise
 
     def _requeue_io(self, obj: Any) -> None:
         """Have ``obj._io_retry()`` called next iteration (edge-triggered: the kernel will not remind us)."""

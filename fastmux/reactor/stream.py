@@ -56,7 +56,10 @@ if cython.compiled:  # the compiled twin's siblings; _stream_c.pxd cimports Base
 else:
     from ._fdwatch import EPOLLET, EVENT_READ, EVENT_WRITE, fileno_of
     from ._transport import BaseTransport
-from .handles import Handle
+if cython.compiled:  # the compiled handles, which the loop reads in C
+    from ._handles_c import Handle
+else:
+    from .handles import Handle
 
 if TYPE_CHECKING:
     from .loop import Reactor
@@ -138,7 +141,7 @@ class StreamTransport(BaseTransport):
 
     __slots__ = (
         "_data_received", "_server", "_extra", "_peer", "_reading", "_read_closed", "_eof_written",
-        "_connecting", "_connector", "_wopen", "_buffered", "max_read_size",
+        "_connecting", "_connector", "_wopen", "_buffered", "_flushed", "max_read_size",
     )
 
     # asyncio's start_tls() may wrap it (asyncio's sslproto over this transport)
@@ -157,6 +160,10 @@ class StreamTransport(BaseTransport):
         self._connecting = True
         self._wopen = False  # write() may send at once: attached, no EOF written, not lost
         self._buffered = False  # the protocol is a BufferedProtocol (see _read_buffered)
+        # Called once with None when the write queue empties, or with the error
+        # when the queue is dropped; while it is set, only its owner may write
+        # (the asyncio face's sendfile waits with it).
+        self._flushed: Any = None
         self._connector: Any = None
         self.max_read_size = MAX_READ  # bytes asked of one recv; per transport, read at creation
         if sock is not None:
@@ -283,6 +290,8 @@ class StreamTransport(BaseTransport):
             data = _as_bytes(data)
         if self._eof_written:
             raise RuntimeError("Cannot call write() after write_eof()")
+        if self._flushed is not None:
+            raise RuntimeError("unable to write; sendfile is in progress")
         if self._conn_lost or not data:
             return
         if self._wopen and not self._wq:
@@ -297,6 +306,8 @@ class StreamTransport(BaseTransport):
         """Write several buffers; sent in one ``sendmsg`` gather when possible."""
         if self._eof_written:
             raise RuntimeError("Cannot call writelines() after write_eof()")
+        if self._flushed is not None:
+            raise RuntimeError("unable to write; sendfile is in progress")
         if self._conn_lost:
             return
         items = [d if d.__class__ is bytes else _as_bytes(d) for d in list_of_data]
@@ -417,6 +428,8 @@ class StreamTransport(BaseTransport):
         if self._proto_paused and self._wsize <= self._low:
             self._resume_protocol()
         if not self._wq and not self._conn_lost:
+            if self._flushed is not None:
+                self._notify_flushed(None)
             if self._closing:
                 self._force_close(None)
                 return
@@ -479,6 +492,8 @@ class StreamTransport(BaseTransport):
         """
         if self._eof_written:
             raise RuntimeError("Cannot call sendfile() after write_eof()")
+        if self._flushed is not None:
+            raise RuntimeError("unable to write; sendfile is in progress")
         if self._conn_lost:
             return
         fd = fileno_of(file)
@@ -611,6 +626,13 @@ class StreamTransport(BaseTransport):
             if item.__class__ is _FileChunk:
                 item.close()
         self._wsize = 0
+        if self._flushed is not None:
+            self._notify_flushed(ConnectionResetError("Connection lost before the data was sent"))
+
+    def _notify_flushed(self, exc: Optional[BaseException]) -> None:
+        notify = self._flushed
+        self._flushed = None
+        notify(exc)
 
     def _release(self) -> None:
         super()._release()

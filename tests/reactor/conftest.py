@@ -113,6 +113,12 @@ def datagram_module(loop) -> ModuleType:
 
 
 @pytest.fixture
+def handles_module(loop) -> ModuleType:
+    """The handles of ``loop``'s twin (``_handles_c`` or ``handles``)."""
+    return twin_module_of(loop, "handles")
+
+
+@pytest.fixture
 def closing() -> Callable[[Any], Any]:
     """``closing(obj)`` returns obj and closes it (or the fd) at teardown."""
     things: List[Any] = []

@@ -11,7 +11,7 @@ import time
 import pytest
 
 import fastmux
-from fastmux.reactor import Handle, Reactor
+from fastmux.reactor import Reactor
 
 TIMEOUT = 10.0
 
@@ -68,10 +68,10 @@ def test_call_soon_from_callback_runs_next_iteration(loop):
     assert out[1][1] == out[0][1] + 1
 
 
-def test_cancelled_handle_does_not_run(loop):
+def test_cancelled_handle_does_not_run(loop, handles_module):
     out = []
     h = loop.call_soon(out.append, 1)
-    assert isinstance(h, Handle)
+    assert isinstance(h, handles_module.Handle)
     h.cancel()
     h.cancel()  # idempotent
     assert h.cancelled()
@@ -180,7 +180,7 @@ def test_unclosed_reactor_warns():
         gc.collect()
 
 
-def test_callback_exception_is_reported_and_loop_goes_on(loop):
+def test_callback_exception_is_reported_and_loop_goes_on(loop, handles_module):
     out = []
 
     def boom():
@@ -196,7 +196,7 @@ def test_callback_exception_is_reported_and_loop_goes_on(loop):
     for ctx in errors:
         assert isinstance(ctx["exception"], ZeroDivisionError)
         assert "boom" in ctx["message"]
-        assert isinstance(ctx["handle"], Handle)
+        assert isinstance(ctx["handle"], handles_module.Handle)
 
 
 def test_default_exception_handler_logs_traceback(caplog):

@@ -1,6 +1,6 @@
 """The compiled reactor twins are really used where they should be.
 
-Seven reactor modules are compiled, unchanged, each into a twin typed by its
+Eight reactor modules are compiled, unchanged, each into a twin typed by its
 own .pxd (see ``fastmux.reactor`` and setup.py TWIN_MODULES).  Every other
 test in this directory runs on both sets of twins through the ``loop``
 fixture; these guard against a build that silently ships only the slow
@@ -41,6 +41,7 @@ TWINS = {
     "fastmux.reactor._stream_c": ("fastmux.reactor.stream", ["StreamTransport", "_EdgeStreamTransport"]),
     "fastmux.reactor._datagram_c": ("fastmux.reactor.datagram", ["DatagramTransport"]),
     "fastmux.reactor._aiocore_c": ("fastmux.reactor._aiocore", ["AsyncioCore"]),
+    "fastmux.reactor._handles_c": ("fastmux.reactor.handles", ["Handle", "TimerHandle"]),
 }
 SETUP_PY = PACKAGE_DIR.parent / "setup.py"
 

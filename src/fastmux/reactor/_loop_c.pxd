@@ -21,6 +21,21 @@ from fastmux.reactor._fdwatch_c cimport FdWatch
 # The dispatch calls a transport's _on_io through this base: a C call into
 # whichever compiled transport owns the fd.
 from fastmux.reactor._transport_c cimport BaseTransport
+from fastmux.reactor._handles_c cimport Handle, TimerHandle
+
+
+cdef extern from "Python.h":
+    int PyContext_Enter(object ctx) except -1
+    int PyContext_Exit(object ctx) except -1
+
+
+cdef inline object _call_in_context(object ctx, object callback, tuple args):
+    """``ctx.run(callback, *args)`` without building its argument tuple."""
+    PyContext_Enter(ctx)
+    try:
+        return callback(*args)
+    finally:
+        PyContext_Exit(ctx)
 
 
 cdef class Reactor:
@@ -52,5 +67,7 @@ cdef class Reactor:
     @cython.locals(transport=BaseTransport, ntodo=Py_ssize_t, done=Py_ssize_t, end=double)
     cpdef _run_once(self)
     cpdef _requeue_io(self, obj)
+    @cython.locals(ours=Handle)
+    cpdef _run_handle(self, h)
     cpdef _wake_up(self)
     cpdef _schedule(self, h)

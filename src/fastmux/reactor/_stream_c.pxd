@@ -43,6 +43,7 @@ cdef class StreamTransport(BaseTransport):
     cdef public object _connector
     cdef public bint _wopen
     cdef public bint _buffered
+    cdef public object _flushed
     cdef public Py_ssize_t max_read_size
     # Compiled twin only, private to _sock_recv below (stream.py never sees it).
     cdef bint _recv_direct
