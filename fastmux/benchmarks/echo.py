@@ -88,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"{', '.join(APIS)}; one row per loop and API (default {APIS[0]})")
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to use (default 127.0.0.1)")
     parser.add_argument("--hold", type=int, default=0, metavar="N",
-                        help="also hold N connections (e.g. 10000): RSS per idle connection, "
+                        help="also hold N connections (e.g. 10000): RSS per idle connection, open fds, "
                              "then traffic over all of them (default: off)")
     parser.add_argument("--hold-rate", type=float, default=20000.0, metavar="MSG/S",
                         help="messages/s round-robin over the held connections (default 20000)")
