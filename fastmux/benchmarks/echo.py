@@ -57,6 +57,7 @@ MIN_RELIABLE_S = 3.0        # below this the 10 ms CPU tick starts to matter
 HOLD_IDLE_S = 1.0           # connections sit idle this long in a hold run...
 HOLD_SETTLE_S = 0.5         # ...and the server's RSS is read this far into it
 FDS_SETTLE_S = 2.0          # the longest a server may take to close its side after the client's
+FDS_STEADY_S = 0.2          # an fd count unchanged this long is the server's baseline
 
 
 def _default_servers() -> List[str]:
@@ -166,14 +167,22 @@ class Run:
         return (self.rss_idle - self.rss_base) / self.connections
 
 
-def _fds_settled(pid: int, base: int) -> int:
-    """The server's open fds once they are back to ``base``, or after FDS_SETTLE_S."""
-    deadline = time.monotonic() + FDS_SETTLE_S
+def _fds_settled(pid: int, base: Optional[int] = None) -> int:
+    """The server's open fds once they are back to ``base`` (None: once they
+    have stayed the same for FDS_STEADY_S), or after FDS_SETTLE_S.
+
+    The baseline needs the wait: the harness's readiness probe has just
+    connected and closed, and the server may still hold its end.
+    """
+    now = time.monotonic()
+    deadline, steady_since, last = now + FDS_SETTLE_S, now, fd_count(pid)
     while True:
-        fds = fd_count(pid)
-        if fds <= base or time.monotonic() > deadline:
-            return fds
         time.sleep(0.05)
+        fds, now = fd_count(pid), time.monotonic()
+        if fds != last:
+            steady_since, last = now, fds
+        if (fds <= base if base is not None else now - steady_since >= FDS_STEADY_S) or now > deadline:
+            return fds
 
 
 def measure(setup: Setup, run: Run, loadgen_args: List[str], budget_s: float, allow_conn_errors: bool) -> None:
@@ -185,8 +194,8 @@ def measure(setup: Setup, run: Run, loadgen_args: List[str], budget_s: float, al
         pid = proc.pid
         cpu: Dict[str, CpuTimes] = {}
         if run.hold:
+            run.fds_base = _fds_settled(pid)
             run.rss_base = rss_bytes(pid)
-            run.fds_base = fd_count(pid)
 
         def on_mark(mark: str) -> None:
             try:
