@@ -380,11 +380,11 @@ def test_bench_echo_api_rows_and_held_fds(tools: Dict[str, Path], tmp_path: Path
     assert [(r["server"], r["api"]) for r in doc["summary"]] == rows
     assert [(r["server"], r["api"]) for r in doc["hold_summary"]] == rows
     for run in doc["runs"]:
-        assert run["error"] is None and run["requests"] > 100
-        assert run["loadgen"]["mismatches"] == 0 and run["conn_errors"] == 0
+        assert run["error"] is None and run["requests"] > 100, run
+        assert run["loadgen"]["mismatches"] == 0 and run["conn_errors"] == 0, run
     for row in doc["summary"]:
-        assert row["rps"] > 0 and row["total_us"] >= row["user_us"] >= 0
+        assert row["rps"] > 0 and row["total_us"] >= row["user_us"] >= 0, row
     for row in doc["hold_summary"]:
-        assert row["fds_idle"] >= row["fds_base"] + 50  # one fd per held connection
-        assert row["fds_after"] <= row["fds_base"]     # all closed again
-        assert row["rss_idle"] > 0
+        assert row["fds_idle"] >= row["fds_base"] + 50, row  # one fd per held connection
+        assert row["fds_after"] <= row["fds_base"], row      # all closed again
+        assert row["rss_idle"] > 0, row

@@ -57,7 +57,7 @@ MIN_RELIABLE_S = 3.0        # below this the 10 ms CPU tick starts to matter
 HOLD_IDLE_S = 1.0           # connections sit idle this long in a hold run...
 HOLD_SETTLE_S = 0.5         # ...and the server's RSS is read this far into it
 FDS_SETTLE_S = 2.0          # the longest a server may take to close its side after the client's
-FDS_STEADY_S = 0.2          # an fd count unchanged this long is the server's baseline
+FDS_STEADY_S = 0.5          # an fd count unchanged this long is the server's baseline
 
 
 def _default_servers() -> List[str]:
