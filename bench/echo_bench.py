@@ -4,6 +4,8 @@
     python bench/echo_bench.py --duration 3 --rounds 1
     python bench/echo_bench.py --hold 10000         # also the many-connection run
     python bench/echo_bench.py --servers floor,asyncio --json out.json
+    python bench/echo_bench.py --api protocol,streams  # asyncio, uvloop, fastmux.asyncio: same user code
+    python bench/echo_bench.py --api protocol --sizes 64 --connections 10000 --allow-conn-errors
 
 Notes
 -----

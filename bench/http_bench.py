@@ -4,6 +4,7 @@ plus micro-benchmarks of the protocol's hot operations.
     python bench/http_bench.py                          # all workloads and servers, 3 rounds of 5 s
     python bench/http_bench.py --duration 3 --rounds 1 --workloads hello
     python bench/http_bench.py --servers fastmux,nginx --json out.json
+    python bench/http_bench.py --workloads uvicorn      # uvicorn + Starlette on asyncio, uvloop, fastmux.asyncio
     pytest bench/http_bench.py                          # micro-benchmarks (pytest-benchmark)
 
 Notes

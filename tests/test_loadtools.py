@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import selectors
 import signal
 import socket
@@ -20,9 +21,11 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
-from fastmux.benchmarks.load import TOOLS, CompilerNotFound, build, executable
-from fastmux.benchmarks.load.harness import free_port
-from fastmux.benchmarks.load.procstat import CLOCK_TICK_S, cpu_times, rss_bytes, tick_error
+from fastmux.benchmarks import echo
+from fastmux.benchmarks.load import TOOLS, CompilerNotFound, build, executable, reference_servers
+from fastmux.benchmarks.load.harness import RunFailed, free_port, run_loadgen as harness_run_loadgen, \
+    uvloop_installed
+from fastmux.benchmarks.load.procstat import CLOCK_TICK_S, cpu_times, fd_count, rss_bytes, tick_error
 from support.server import child_env
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="epoll and /proc are Linux-only")
@@ -116,7 +119,8 @@ class BadEchoServer:
 
     flip       flips one bit of the 100th byte of each connection's stream;
     duplicate  echoes one byte too many;
-    swap       sends each connection's bytes to the other connection.
+    swap       sends each connection's bytes to the other connection;
+    drop       closes every second connection it accepts, and echoes on the others.
     """
 
     def __init__(self, mode: str) -> None:
@@ -137,6 +141,10 @@ class BadEchoServer:
                     sock = key.fileobj
                     if sock is self.listener:
                         conn, _ = self.listener.accept()
+                        if self.mode == "drop" and len(conns) % 2:
+                            conns.append(conn)
+                            conn.close()
+                            continue
                         conn.settimeout(2)
                         conns.append(conn)
                         seen[conn] = 0
@@ -184,6 +192,27 @@ def test_loadgen_detects_a_bad_echo(tools: Dict[str, Path], mode: str) -> None:
     assert out["first_error"]
 
 
+def test_run_loadgen_counts_dropped_connections_only_when_allowed(tools: Dict[str, Path]) -> None:
+    server = BadEchoServer("drop")
+    args = ["-c", "6", "-s", "100", "-d", "0.3", "-w", "0", "--timeout", "1"]
+    try:
+        with pytest.raises(RunFailed, match="3/6 connected"):
+            harness_run_loadgen(tools["loadgen"], "127.0.0.1", server.port, args, 5.0, lambda mark: None)
+        out = harness_run_loadgen(tools["loadgen"], "127.0.0.1", server.port, args, 5.0, lambda mark: None,
+                                  allow_conn_errors=True)
+    finally:
+        server.close()
+    assert out["errors"] == 3 and out["established"] == 3
+    assert out["requests"] > 0 and out["mismatches"] == 0
+
+
+def test_run_loadgen_allowing_errors_still_fails_with_nothing_served(tools: Dict[str, Path]) -> None:
+    port = free_port("127.0.0.1")  # nothing listens on it
+    with pytest.raises(RunFailed, match="refused"):
+        harness_run_loadgen(tools["loadgen"], "127.0.0.1", port, ["-c", "2", "-d", "0.2", "-w", "0"], 5.0,
+                            lambda mark: None, allow_conn_errors=True)
+
+
 # ---- /proc readings ----
 
 
@@ -212,6 +241,17 @@ def test_procstat_counts_live_children() -> None:
         child.stdout.close()  # type: ignore[union-attr]
 
 
+def test_procstat_fd_count() -> None:
+    before = fd_count(os.getpid())
+    a, b = socket.socketpair()
+    try:
+        assert fd_count(os.getpid()) == before + 2
+    finally:
+        a.close()
+        b.close()
+    assert fd_count(os.getpid()) == before
+
+
 def test_procstat_rss_and_tick_error() -> None:
     assert 1 << 20 < rss_bytes(os.getpid()) < 1 << 36
     assert tick_error(2.0) == pytest.approx(CLOCK_TICK_S)
@@ -223,21 +263,86 @@ def test_procstat_rss_and_tick_error() -> None:
 # ---- reference servers and the benchmark command ----
 
 
-@pytest.mark.parametrize("kind", ["asyncio", "selectors"])
-def test_reference_server_echoes_and_stops(tools: Dict[str, Path], kind: str) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "fastmux.benchmarks.load.reference_servers", kind, "--port", "0"],
-                            stdout=subprocess.PIPE, text=True, env=child_env())
+_UVLOOP = pytest.mark.skipif(not uvloop_installed(), reason="uvloop is not installed")
+
+
+@pytest.mark.parametrize("kind, api", [
+    ("asyncio", []), ("selectors", []), ("asyncio", ["--api", "streams"]),
+    ("fastmux.asyncio", ["--api", "protocol"]), ("fastmux.asyncio", ["--api", "streams"]),
+    pytest.param("uvloop", ["--api", "streams"], marks=_UVLOOP),
+])
+def test_reference_server_echoes_and_stops(tools: Dict[str, Path], kind: str, api: List[str]) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "fastmux.benchmarks.load.reference_servers", kind, *api,
+                             "--port", "0"], stdout=subprocess.PIPE, text=True, env=child_env())
     try:
         assert proc.stdout is not None
         ready = proc.stdout.readline().split()
         assert ready[0] == "ready"
+        fds_before = fd_count(proc.pid)
+        # 20 000 B messages take several reads and writes each: streams must drain.
         rc, out, _ = run_loadgen(tools, int(ready[2]), "-c", "20", "-s", "20000", "-d", "0.3", "-w", "0")
         assert rc == 0, out
         assert out["requests"] > 0
+        deadline = time.monotonic() + 5
+        while fd_count(proc.pid) > fds_before and time.monotonic() < deadline:
+            time.sleep(0.05)  # the server closes its side once it reads the client's EOF
+        assert fd_count(proc.pid) == fds_before
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(5) == 0
         proc.stdout.close()  # type: ignore[union-attr]
+
+
+def test_reference_selectors_server_takes_no_api() -> None:
+    with pytest.raises(SystemExit) as exc:
+        reference_servers.main(["selectors", "--api", "streams", "--port", "0"])
+    assert exc.value.code == 2
+
+
+def test_fastmux_asyncio_loop_is_looked_up_when_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The benchmarks measure whatever fastmux.asyncio.new_event_loop returns
+    at run time, so swapping in a new loop needs no change here."""
+    import asyncio
+
+    import fastmux.asyncio
+
+    made: List[asyncio.AbstractEventLoop] = []
+
+    def factory() -> asyncio.AbstractEventLoop:
+        made.append(asyncio.SelectorEventLoop())
+        return made[-1]
+
+    monkeypatch.setattr(fastmux.asyncio, "new_event_loop", factory)
+    loop = reference_servers.new_event_loop("fastmux.asyncio")
+    try:
+        assert made == [loop]
+    finally:
+        loop.close()
+    with pytest.raises(ValueError, match="unknown event loop"):
+        reference_servers.new_event_loop("tokio")
+
+
+def test_echo_rows_compare_each_loop_with_uvloop_running_the_same_code(capsys: pytest.CaptureFixture[str]) -> None:
+    keys = echo.row_keys(["fastmux", "uvloop", "fastmux.asyncio", "selectors"], ["protocol", "streams"])
+    assert keys == [("fastmux", "Reactor"), ("selectors", "selectors"), ("uvloop", "protocol"),
+                    ("fastmux.asyncio", "protocol"), ("uvloop", "streams"), ("fastmux.asyncio", "streams")]
+    # (user µs, user+sys µs, req/s) per row
+    figures = [(1.0, 2.0, 300.0), (4.0, 5.0, 100.0), (2.0, 4.0, 200.0), (1.0, 3.0, 250.0), (4.0, 8.0, 100.0),
+               (3.0, 4.0, 150.0)]
+    echo.print_table([{"server": name, "api": api, "size": 64, "user_us": user, "total_us": total, "rps": rps,
+                       "p50_us": 1.0, "p99_us": 2.0} for (name, api), (user, total, rps) in zip(keys, figures)],
+                     [64])
+    lines = capsys.readouterr().out.splitlines()
+
+    def line(server: str, api: str) -> str:
+        return next(text for text in lines if re.search(rf"\s{re.escape(server)}\s+{api}\s", text))
+
+    # this÷uvloop, user / user+sys / req/s: against uvloop running the same
+    # API; the servers with code of their own against uvloop's protocol row
+    assert line("fastmux.asyncio", "protocol").endswith("0.50 / 0.75 / 1.25")
+    assert line("fastmux.asyncio", "streams").endswith("0.75 / 0.50 / 1.50")
+    assert line("selectors", "selectors").endswith("2.00 / 1.25 / 0.50")
+    assert line("uvloop", "protocol").rstrip().endswith("0.50 / 0.50")  # fastmux÷this; nothing against itself
 
 
 def test_bench_echo_end_to_end(tools: Dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -257,3 +362,29 @@ def test_bench_echo_end_to_end(tools: Dict[str, Path], tmp_path: Path, capsys: p
     assert all(r["rss_idle"] > 0 for r in doc["hold_summary"])
     out = capsys.readouterr().out
     assert "user µs/req" in out and "10 ms ticks" in out and "too short" in out
+
+
+def test_bench_echo_api_rows_and_held_fds(tools: Dict[str, Path], tmp_path: Path) -> None:
+    from fastmux.cli import main
+
+    report = tmp_path / "echo.json"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FASTMUX_CACHE", str(tools["loadgen"].parent.parent))
+        rc = main(["bench", "echo", "--servers", "asyncio,fastmux.asyncio", "--api", "protocol,streams",
+                   "--sizes", "1024", "--duration", "0.3", "--warmup", "0", "--rounds", "1", "--connections", "10",
+                   "--hold", "50", "--hold-rate", "1000", "--json", str(report)])
+    assert rc == 0
+    doc = json.loads(report.read_text())
+    rows = [("asyncio", "protocol"), ("fastmux.asyncio", "protocol"), ("asyncio", "streams"),
+            ("fastmux.asyncio", "streams")]
+    assert [(r["server"], r["api"]) for r in doc["summary"]] == rows
+    assert [(r["server"], r["api"]) for r in doc["hold_summary"]] == rows
+    for run in doc["runs"]:
+        assert run["error"] is None and run["requests"] > 100, run
+        assert run["loadgen"]["mismatches"] == 0 and run["conn_errors"] == 0, run
+    for row in doc["summary"]:
+        assert row["rps"] > 0 and row["total_us"] >= row["user_us"] >= 0, row
+    for row in doc["hold_summary"]:
+        assert row["fds_idle"] >= row["fds_base"] + 50, row  # one fd per held connection
+        assert row["fds_after"] <= row["fds_base"], row      # all closed again
+        assert row["rss_idle"] > 0, row

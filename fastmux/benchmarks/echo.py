@@ -1,6 +1,16 @@
 """``fastmux bench echo``: an echo server's own CPU time per request,
 fastmux against the C floor, uvloop, asyncio and a stdlib-selectors loop.
 
+Servers: ``floor`` (C epoll), ``fastmux`` (the Reactor with its own
+protocol), ``selectors`` (a hand-written stdlib-selectors loop), and three
+event loops running the *same* asyncio user code -- ``asyncio`` (stdlib),
+``uvloop`` and ``fastmux.asyncio`` (whatever ``fastmux.asyncio.new_event_loop()``
+returns).  ``--api`` picks that code, one row per loop and API:
+``protocol`` (an ``asyncio.Protocol`` whose ``data_received`` writes back)
+and ``streams`` (``asyncio.start_server``, one task per connection reading,
+writing and draining until EOF).  Every row also shows its ratio to uvloop
+running the same code.
+
 On a small machine a loopback benchmark measures the load generator as much
 as the server: the requests/s of fast servers bunch together because the
 client is saturated.  So the primary figure is the CPU time the server
@@ -13,7 +23,11 @@ Each run starts a fresh server pinned to one CPU and the C load generator
 (every server once per size per round) so slow drifts of the machine hit all
 servers alike, and the table shows medians over rounds.  ``--hold N`` adds
 the many-connection run: N connections opened and held, the server's RSS per
-idle connection, then echo traffic round-robin over all of them.
+idle connection and its open fds, then echo traffic round-robin over all of
+them, then its open fds again once the connections are closed.
+``--connections 10000`` is the many-active-connections run; with
+``--allow-conn-errors`` a server that drops some of them is measured on the
+ones it kept and the drops are counted, instead of failing the run.
 
 The fastmux server measured is the one a user gets from
 ``fastmux serve echo --host H --port P``.
@@ -33,13 +47,17 @@ from typing import Any, Dict, List, Optional, Tuple
 from .load import BuildError, executable
 from .load.harness import (RunFailed, child_env, csv_choices, median_of, pick_cpus, run_loadgen,
                                   running_on, running_server, uvloop_installed)
-from .load.procstat import CLOCK_TICK_S, CpuTimes, cpu_times, rss_bytes, tick_error
-from .load.reference_servers import raise_fd_limit
+from .load.procstat import CLOCK_TICK_S, CpuTimes, cpu_times, fd_count, rss_bytes, tick_error
+from .load.reference_servers import APIS, LOOPS, raise_fd_limit
 
-SERVERS = ("floor", "fastmux", "uvloop", "asyncio", "selectors")
+SERVERS = ("floor", "fastmux", "uvloop", "asyncio", "fastmux.asyncio", "selectors")
+# What the servers that are not event loops run, shown where a loop shows its API.
+OWN_CODE = {"floor": "C epoll", "fastmux": "Reactor", "selectors": "selectors"}
 MIN_RELIABLE_S = 3.0        # below this the 10 ms CPU tick starts to matter
 HOLD_IDLE_S = 1.0           # connections sit idle this long in a hold run...
 HOLD_SETTLE_S = 0.5         # ...and the server's RSS is read this far into it
+FDS_SETTLE_S = 2.0          # the longest a server may take to close its side after the client's
+FDS_STEADY_S = 0.5          # an fd count unchanged this long is the server's baseline
 
 
 def _default_servers() -> List[str]:
@@ -66,13 +84,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--servers", type=csv_choices(SERVERS), default=None, metavar="A,B,...",
                         help=f"servers to run, from {', '.join(SERVERS)} "
                              "(default: all; uvloop only when installed)")
+    parser.add_argument("--api", type=csv_choices(APIS), default=[APIS[0]], metavar="A,B",
+                        help=f"the asyncio code the event loops ({', '.join(LOOPS)}) run, from "
+                             f"{', '.join(APIS)}; one row per loop and API (default {APIS[0]})")
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to use (default 127.0.0.1)")
     parser.add_argument("--hold", type=int, default=0, metavar="N",
-                        help="also hold N connections (e.g. 10000): RSS per idle connection, "
+                        help="also hold N connections (e.g. 10000): RSS per idle connection, open fds, "
                              "then traffic over all of them (default: off)")
     parser.add_argument("--hold-rate", type=float, default=20000.0, metavar="MSG/S",
                         help="messages/s round-robin over the held connections (default 20000)")
     parser.add_argument("--hold-size", type=int, default=64, help="message size in hold runs (default 64)")
+    parser.add_argument("--allow-conn-errors", action="store_true",
+                        help="count connection errors instead of failing the run (for runs with "
+                             "thousands of connections); a wrong echoed byte still fails it")
     parser.add_argument("--no-pin", action="store_true", help="do not pin server and load generator to CPUs")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write every run and the medians here")
 
@@ -90,14 +114,15 @@ class Setup:
     env: Dict[str, str]
 
 
-def server_command(name: str, setup: Setup, port: int) -> List[str]:
+def server_command(name: str, api: str, setup: Setup, port: int) -> List[str]:
     if name == "floor":
         assert setup.floor is not None
         return [str(setup.floor), setup.host, str(port)]
     if name == "fastmux":
         return [sys.executable, "-m", "fastmux", "serve", "echo", "--host", setup.host, "--port", str(port)]
-    return [sys.executable, "-m", "fastmux.benchmarks.load.reference_servers", name,
-            "--host", setup.host, "--port", str(port)]
+    cmd = [sys.executable, "-m", "fastmux.benchmarks.load.reference_servers", name,
+           "--host", setup.host, "--port", str(port)]
+    return cmd + (["--api", api] if name in LOOPS else [])
 
 
 # ---- one measured run ----
@@ -106,6 +131,7 @@ def server_command(name: str, setup: Setup, port: int) -> List[str]:
 @dataclass
 class Run:
     server: str
+    api: str                        # for a loop one of APIS, else what the server runs (OWN_CODE)
     size: int
     round: int
     connections: int
@@ -124,23 +150,51 @@ class Run:
     rss_base: int = 0               # hold runs: server RSS before any connection...
     rss_idle: int = 0               # ...with every connection open and idle...
     rss_loaded: int = 0             # ...and at the end of the traffic
+    fds_base: int = 0               # hold runs: server's open fds before any connection...
+    fds_idle: int = 0               # ...with every connection open...
+    fds_after: int = 0              # ...and once the client has closed them all
+    conn_errors: int = 0            # connections that failed (only with --allow-conn-errors)
+    established: int = 0
     error: Optional[str] = None
     loadgen: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.server}/{self.api}" if self.server in LOOPS else self.server
 
     @property
     def rss_per_conn(self) -> float:
         return (self.rss_idle - self.rss_base) / self.connections
 
 
-def measure(setup: Setup, run: Run, loadgen_args: List[str], budget_s: float) -> None:
+def _fds_settled(pid: int, base: Optional[int] = None) -> int:
+    """The server's open fds once they are back to ``base`` (None: once they
+    have stayed the same for FDS_STEADY_S), or after FDS_SETTLE_S.
+
+    The baseline needs the wait: the harness's readiness probe has just
+    connected and closed, and the server may still hold its end.
+    """
+    now = time.monotonic()
+    deadline, steady_since, last = now + FDS_SETTLE_S, now, fd_count(pid)
+    while True:
+        time.sleep(0.05)
+        fds, now = fd_count(pid), time.monotonic()
+        if fds != last:
+            steady_since, last = now, fds
+        if (fds <= base if base is not None else now - steady_since >= FDS_STEADY_S) or now > deadline:
+            return fds
+
+
+def measure(setup: Setup, run: Run, loadgen_args: List[str], budget_s: float, allow_conn_errors: bool) -> None:
     """Run the load against a fresh ``run.server``; fill in ``run``."""
     def command(port: int, _tmp: Path) -> List[str]:
-        return server_command(run.server, setup, port)
+        return server_command(run.server, run.api, setup, port)
 
     with running_server(command, setup.host, setup.env, setup.server_cpu) as (proc, port):
         pid = proc.pid
         cpu: Dict[str, CpuTimes] = {}
         if run.hold:
+            run.fds_base = _fds_settled(pid)
             run.rss_base = rss_bytes(pid)
 
         def on_mark(mark: str) -> None:
@@ -148,6 +202,7 @@ def measure(setup: Setup, run: Run, loadgen_args: List[str], budget_s: float) ->
                 if mark == "held" and run.hold:
                     time.sleep(HOLD_SETTLE_S)  # inside the load generator's HOLD_IDLE_S idle period
                     run.rss_idle = rss_bytes(pid)
+                    run.fds_idle = fd_count(pid)
                 elif mark == "start":
                     cpu["start"] = cpu_times(pid, children=True)
                 elif mark == "stop":
@@ -157,9 +212,14 @@ def measure(setup: Setup, run: Run, loadgen_args: List[str], budget_s: float) ->
             except OSError as exc:
                 raise RunFailed(f"server process vanished during the run ({exc})") from None
 
-        result = run_loadgen(setup.loadgen, setup.host, port, loadgen_args, budget_s, on_mark, setup.load_cpu)
+        result = run_loadgen(setup.loadgen, setup.host, port, loadgen_args, budget_s, on_mark, setup.load_cpu,
+                             allow_conn_errors)
+        if run.hold:
+            run.fds_after = _fds_settled(pid, run.fds_base)
     used = cpu["stop"] - cpu["start"]
     run.loadgen = result
+    run.conn_errors = result["errors"]
+    run.established = result["established"]
     run.requests = result["requests"]
     run.duration_s = result["duration_s"]
     run.rps = result["rps"]
@@ -186,26 +246,41 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}" if a and b else "-"
 
 
-def summarize(runs: List[Run], servers: List[str], sizes: List[int]) -> List[Dict[str, Any]]:
-    """Medians over rounds for each (size, server) with at least one good run."""
+def row_keys(servers: List[str], apis: List[str]) -> List[Tuple[str, str]]:
+    """(server, api) of every row in table order: the servers that run their
+    own code, then for each API the event loops that run it."""
+    keys = [(name, OWN_CODE[name]) for name in servers if name not in LOOPS]
+    return keys + [(name, api) for api in apis for name in servers if name in LOOPS]
+
+
+def summarize(runs: List[Run], keys: List[Tuple[str, str]], sizes: List[int]) -> List[Dict[str, Any]]:
+    """Medians over rounds for each (size, server, api) with at least one good run."""
     out = []
     for size in sizes:
-        for name in servers:
-            good = [r for r in runs if r.server == name and r.size == size and r.error is None]
+        for name, api in keys:
+            good = [r for r in runs if (r.server, r.api, r.size) == (name, api, size) and r.error is None]
             if not good:
                 continue
-            row: Dict[str, Any] = {"server": name, "size": size, "runs": len(good)}
-            for attr in ("rps", "user_us", "total_us", "p50_us", "p99_us", "client_busy",
-                         "server_cpu_s", "rss_base", "rss_idle", "rss_loaded"):
+            row: Dict[str, Any] = {"server": name, "api": api, "size": size, "runs": len(good)}
+            for attr in ("rps", "user_us", "total_us", "p50_us", "p99_us", "client_busy", "server_cpu_s",
+                         "rss_base", "rss_idle", "rss_loaded", "rss_per_conn", "fds_base", "fds_idle",
+                         "fds_after", "conn_errors", "established"):
                 row[attr] = median_of(good, attr)
-            row["rss_per_conn"] = median_of(good, "rss_per_conn")
             out.append(row)
     return out
 
 
+def _uvloop_row(rows: List[Dict[str, Any]], row: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """uvloop running the same code as ``row``; for the servers with code of
+    their own, uvloop's protocol row, the shape closest to theirs."""
+    api = row["api"] if row["server"] in LOOPS else "protocol"
+    found = next((r for r in rows if r["server"] == "uvloop" and r["api"] == api), None)
+    return None if found is row else found
+
+
 def print_table(summary: List[Dict[str, Any]], sizes: List[int]) -> None:
-    head = (f"{'size':>7}  {'server':<10} {'req/s':>9} {'user µs/req':>12} {'u+s µs/req':>11} "
-            f"{'p50 µs':>8} {'p99 µs':>8}  {'fastmux÷this':>13}")
+    head = (f"{'size':>7}  {'server':<15} {'code':<9} {'req/s':>9} {'user µs/req':>12} {'u+s µs/req':>11} "
+            f"{'p50 µs':>8} {'p99 µs':>8}  {'fastmux÷this':>13}  {'this÷uvloop u / u+s / req/s':>27}")
     print(head)
     print("-" * len(head))
     for size in sizes:
@@ -214,21 +289,35 @@ def print_table(summary: List[Dict[str, Any]], sizes: List[int]) -> None:
         for i, r in enumerate(rows):
             ratio = "" if r["server"] == "fastmux" or fm is None else \
                 f"{_ratio(fm['user_us'], r['user_us'])} / {_ratio(fm['total_us'], r['total_us'])}"
-            print(f"{_size_label(size) if i == 0 else '':>7}  {r['server']:<10} {r['rps']:>9,.0f} "
+            uv = _uvloop_row(rows, r)
+            vs_uvloop = "" if uv is None else (f"{_ratio(r['user_us'], uv['user_us'])} / "
+                                               f"{_ratio(r['total_us'], uv['total_us'])} / "
+                                               f"{_ratio(r['rps'], uv['rps'])}")
+            print(f"{_size_label(size) if i == 0 else '':>7}  {r['server']:<15} {r['api']:<9} {r['rps']:>9,.0f} "
                   f"{r['user_us']:>12.2f} {r['total_us']:>11.2f} {r['p50_us']:>8.0f} {r['p99_us']:>8.0f}"
-                  f"  {ratio:>13}")
+                  f"  {ratio:>13}  {vs_uvloop:>27}")
 
 
 def print_hold_table(summary: List[Dict[str, Any]]) -> None:
-    head = (f"{'server':<10} {'RSS base':>9} {'RSS idle':>9} {'KiB/conn':>9} {'RSS load':>9} "
-            f"{'req/s':>8} {'user µs/req':>12} {'u+s µs/req':>11} {'p50 µs':>8} {'p99 µs':>8}")
+    head = (f"{'server':<15} {'code':<9} {'RSS base':>9} {'RSS idle':>9} {'KiB/conn':>9} {'RSS load':>9} "
+            f"{'fds base/idle/after':>19} {'req/s':>8} {'user µs/req':>12} {'u+s µs/req':>11} "
+            f"{'p50 µs':>8} {'p99 µs':>8}")
     print(head)
     print("-" * len(head))
     mib = 1 << 20
     for r in summary:
-        print(f"{r['server']:<10} {r['rss_base'] / mib:>7.1f}Mi {r['rss_idle'] / mib:>7.1f}Mi "
-              f"{r['rss_per_conn'] / 1024:>9.2f} {r['rss_loaded'] / mib:>7.1f}Mi {r['rps']:>8,.0f} "
+        fds = f"{r['fds_base']:.0f}/{r['fds_idle']:.0f}/{r['fds_after']:.0f}"
+        print(f"{r['server']:<15} {r['api']:<9} {r['rss_base'] / mib:>7.1f}Mi {r['rss_idle'] / mib:>7.1f}Mi "
+              f"{r['rss_per_conn'] / 1024:>9.2f} {r['rss_loaded'] / mib:>7.1f}Mi {fds:>19} {r['rps']:>8,.0f} "
               f"{r['user_us']:>12.2f} {r['total_us']:>11.2f} {r['p50_us']:>8.0f} {r['p99_us']:>8.0f}")
+
+
+def _print_conn_errors(summary: List[Dict[str, Any]], connections: int) -> None:
+    for r in summary:
+        if r["conn_errors"]:
+            print(f"{r['server']} {r['api']} at {_size_label(r['size'])}: {r['conn_errors']:.0f} connection "
+                  f"errors (median), {r['established']:.0f} of {connections} connections established; "
+                  "its figures are over the requests it served.")
 
 
 def _print_notes(good: List[Run], duration: float) -> None:
@@ -239,7 +328,7 @@ def _print_notes(good: List[Run], duration: float) -> None:
     ticks = round(coarsest.server_user_s / CLOCK_TICK_S)
     user_note = (f"±{tick_error(coarsest.server_user_s):.0%}" if ticks else "not measurable")
     print(f"CPU from /proc/<pid>/stat counts {CLOCK_TICK_S * 1e3:.0f} ms ticks: a user+sys figure here "
-          f"is good to ±{worst_total:.1%} or better; the coarsest user figure ({coarsest.server} at "
+          f"is good to ±{worst_total:.1%} or better; the coarsest user figure ({coarsest.name} at "
           f"{_size_label(coarsest.size)}, {ticks} ticks) to {user_note}.")
     if duration < MIN_RELIABLE_S:
         print(f"warning: {duration:g} s runs are too short for CPU-tick accuracy; use --duration "
@@ -253,42 +342,44 @@ def _print_notes(good: List[Run], duration: float) -> None:
 # ---- the command ----
 
 
-def _plan(args: argparse.Namespace, servers: List[str]) -> List[Tuple[Run, List[str], float]]:
+def _plan(args: argparse.Namespace, keys: List[Tuple[str, str]]) -> List[Tuple[Run, List[str], float]]:
     """Every run with its load generator arguments and time budget, rounds
-    interleaved: each round runs every server once per size."""
+    interleaved: each round runs every row's server once per size."""
     common = ["-w", str(args.warmup), "-d", str(args.duration)]
     budget = args.warmup + args.duration
     plan = []
     for rnd in range(1, args.rounds + 1):
         for size in args.sizes:
-            for name in servers:
-                plan.append((Run(name, size, rnd, args.connections),
+            for name, api in keys:
+                plan.append((Run(name, api, size, rnd, args.connections),
                              ["-c", str(args.connections), "-s", str(size), *common], budget))
         if args.hold:
-            for name in servers:
-                plan.append((Run(name, args.hold_size, rnd, args.hold, hold=True),
+            for name, api in keys:
+                plan.append((Run(name, api, args.hold_size, rnd, args.hold, hold=True),
                              ["-c", str(args.hold), "-s", str(args.hold_size), "--hold", str(HOLD_IDLE_S),
                               "--rate", str(args.hold_rate), *common], budget + HOLD_IDLE_S))
     return plan
 
 
-def _execute(plan: List[Tuple[Run, List[str], float]], setup: Setup) -> Tuple[List[Run], Dict[str, str]]:
-    """Measure every planned run; a server that fails once is left out after."""
+def _execute(plan: List[Tuple[Run, List[str], float]], setup: Setup,
+             allow_conn_errors: bool) -> Tuple[List[Run], Dict[str, str]]:
+    """Measure every planned run; a row whose server fails once is left out after."""
     runs: List[Run] = []
     failed: Dict[str, str] = {}
     for run_, loadgen_args, budget in plan:
-        if run_.server in failed:
+        if run_.name in failed:
             continue
         shape = f"{run_.connections} held" if run_.hold else f"{run_.connections} conns"
-        label = f"round {run_.round}  {run_.server:<9}  {_size_label(run_.size):>6}  {shape}"
+        label = f"round {run_.round}  {run_.name:<24}  {_size_label(run_.size):>6}  {shape}"
         try:
-            measure(setup, run_, loadgen_args, budget)
+            measure(setup, run_, loadgen_args, budget, allow_conn_errors)
         except RunFailed as exc:
-            run_.error = failed[run_.server] = str(exc)
+            run_.error = failed[run_.name] = str(exc)
             print(f"{label}: FAILED: {run_.error}", file=sys.stderr)
         else:
+            errors = f", {run_.conn_errors} connection errors" if run_.conn_errors else ""
             print(f"{label}: {run_.rps:,.0f} req/s, {run_.user_us:.2f} user µs/req, "
-                  f"p99 {run_.p99_us:.0f} µs", file=sys.stderr)
+                  f"p99 {run_.p99_us:.0f} µs{errors}", file=sys.stderr)
         runs.append(run_)
     return runs, failed
 
@@ -315,26 +406,31 @@ def run(args: argparse.Namespace) -> int:
 
     server_cpu, load_cpu = pick_cpus(args.no_pin)
     setup = Setup(args.host, loadgen, floor, server_cpu, load_cpu, child_env())
-    print(f"echo: {len(servers)} servers x {len(args.sizes)} sizes x {args.rounds} round(s), "
+    keys = row_keys(servers, args.api)
+    print(f"echo: {len(keys)} servers x {len(args.sizes)} sizes x {args.rounds} round(s), "
           f"{args.duration:g} s measured per run; server on CPU {server_cpu}, load generator on CPU {load_cpu}",
           file=sys.stderr)
     with running_on(load_cpu):
-        runs, failed = _execute(_plan(args, servers), setup)
-    summary = summarize([r for r in runs if not r.hold], servers, args.sizes)
-    hold_summary = summarize([r for r in runs if r.hold], servers, [args.hold_size])
+        runs, failed = _execute(_plan(args, keys), setup, args.allow_conn_errors)
+    summary = summarize([r for r in runs if not r.hold], keys, args.sizes)
+    hold_summary = summarize([r for r in runs if r.hold], keys, [args.hold_size])
 
     print(f"\nEcho server CPU per request: {args.connections} connections, {args.duration:g} s measured "
           f"after {args.warmup:g} s warm-up, median of {args.rounds} round(s)")
     if server_cpu is not None:
-        print(f"(server pinned to CPU {server_cpu}, load generator to CPU {load_cpu}; "
-              "fastmux÷this is user / user+sys, below 1 means fastmux spends less)")
+        print(f"(server pinned to CPU {server_cpu}, load generator to CPU {load_cpu})")
+    print("fastmux÷this: user / user+sys, below 1 means fastmux spends less.  this÷uvloop: against uvloop "
+          "running the same code, CPU below 1 spends less, req/s above 1 serves more.")
     print()
     print_table(summary, args.sizes)
+    _print_conn_errors(summary, args.connections)
     if args.hold:
-        print(f"\nHolding {args.hold} connections: RSS per idle connection above the server's baseline, "
-              f"then {_size_label(args.hold_size)} at {args.hold_rate:g} msg/s round-robin over all of them")
+        print(f"\nHolding {args.hold} connections: RSS per idle connection above the server's baseline and "
+              f"open fds, then {_size_label(args.hold_size)} at {args.hold_rate:g} msg/s round-robin over "
+              "all of them, then open fds once the client has closed them")
         print()
         print_hold_table(hold_summary)
+        _print_conn_errors(hold_summary, args.hold)
     print()
     _print_notes([r for r in runs if r.error is None], args.duration)
     for name, why in failed.items():

@@ -1,6 +1,7 @@
 """``fastmux bench http``: an HTTP server's own CPU time per request,
 ``fastmux serve http`` against uvloop/asyncio + httptools, nginx and
-``http.server`` -- applications first, then hello world and static files.
+``http.server`` -- applications first, then hello world and static files,
+and uvicorn + Starlette on each asyncio event loop.
 
 On a 2-core machine ``wrk`` saturates its core before a fast server does,
 so requests/s bunch together and say little.  The primary figure is the CPU
@@ -18,14 +19,16 @@ Workloads (``--workloads``), each saying which path of fastmux it exercises:
     ``json`` returns ``json.dumps`` of a small dict with the request's path
     and its ``User-Agent`` (:func:`app_json`); ``post`` echoes a 1 KiB POST
     body (:func:`app_post`).  Anchors: the *same* application functions run
-    by uvloop and by asyncio through an httptools protocol as a competent
-    user writes it (a request object with ``__slots__``, Server and a Date
-    cached per second, Content-Length, the app's headers, keep-alive).
+    by uvloop, by asyncio and by ``fastmux.asyncio`` (whatever
+    ``fastmux.asyncio.new_event_loop()`` returns) through one httptools
+    ``asyncio.Protocol`` as a competent user writes it (a request object with
+    ``__slots__``, Server and a Date cached per second, Content-Length, the
+    app's headers, keep-alive).
 ``hello``
     ``GET /`` answered with ``Hello, World`` (text/plain; charset=utf-8,
     Content-Length, Date), keep-alive: fastmux answers it in C, inside the
     parser, running no Python -- no application reaches this path.
-    Servers: fastmux; uvloop and asyncio
+    Servers: fastmux; uvloop, asyncio and fastmux.asyncio
     running a raw httptools protocol written the way a competent user would
     (parse with httptools, write a prebuilt response with a Date cached per
     second); nginx (``return 200``); ``http.server`` (ThreadingHTTPServer,
@@ -34,6 +37,13 @@ Workloads (``--workloads``), each saying which path of fastmux it exercises:
     ``GET`` of a 1 KiB / 1 MiB file from a directory: ``fastmux serve http
     --dir``, nginx (``root``, sendfile on), ``http.server``
     (SimpleHTTPRequestHandler, HTTP/1.1).
+``uvicorn``
+    ``GET /plaintext`` from a Starlette app (one ``PlainTextResponse``
+    route, :func:`starlette_app`) served by ``uvicorn --http httptools
+    --no-access-log`` with ``--loop`` asyncio, uvloop and
+    ``fastmux.asyncio:new_event_loop``, ``wrk -c50`` unless ``--connections``
+    says otherwise; the CPU is that of uvicorn's whole process tree.  Only when
+    uvicorn, Starlette and httptools are installed.
 
 Method: every server runs pinned to CPU 0 and ``wrk -t1`` to CPU 1
 (``--no-pin`` to disable); each run is a fresh server, a short unmeasured
@@ -49,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import importlib.util
 import json
 import os
 import re
@@ -67,23 +78,33 @@ from typing import Any, Dict, List, Optional, Sequence
 from .load.harness import (RunFailed, child_env, csv_choices, median_of, pick_cpus, pinned, running_on,
                                   running_server, uvloop_installed)
 from .load.procstat import CLOCK_TICK_S, CpuTimes, cpu_times
+from .load.reference_servers import LOOPS, new_event_loop
 
 # fastmux-log: fastmux with --access-log (to a file), to show what the log costs.
-SERVERS = ("fastmux", "fastmux-log", "uvloop", "asyncio", "nginx", "httpserver")
-WORKLOADS = ("app", "json", "post", "hello", "static-1k", "static-1m")
+# uvloop, asyncio and fastmux.asyncio are the event loops (LOOPS) running the same Python code.
+SERVERS = ("fastmux", "fastmux-log", "uvloop", "asyncio", "fastmux.asyncio", "nginx", "httpserver")
+WORKLOADS = ("app", "json", "post", "hello", "static-1k", "static-1m", "uvicorn")
 STATIC_FILES = {"static-1k": ("1k.bin", 1024), "static-1m": ("1m.bin", 1 << 20)}
-_APP_SERVERS = ("fastmux", "uvloop", "asyncio")
+_APP_SERVERS = ("fastmux", "uvloop", "asyncio", "fastmux.asyncio")
 # Which servers take part in which workload (the raw protocols answer only "/").
 SUPPORTS = {
     "app": _APP_SERVERS + ("fastmux-log",),
     "json": _APP_SERVERS,
     "post": _APP_SERVERS,
-    "hello": ("fastmux", "fastmux-log", "uvloop", "asyncio", "nginx", "httpserver"),
+    "hello": ("fastmux", "fastmux-log", "uvloop", "asyncio", "fastmux.asyncio", "nginx", "httpserver"),
     "static-1k": ("fastmux", "nginx", "httpserver"),
     "static-1m": ("fastmux", "nginx", "httpserver"),
+    "uvicorn": LOOPS,
 }
 # The application workloads: the function every server runs, the path asked for.
 APPS = {"app": ("app_plain", "/plaintext"), "json": ("app_json", "/json"), "post": ("app_post", "/echo")}
+# uvicorn's --loop for each event loop: a name it knows, or an import string of a loop factory.
+UVICORN_LOOPS = {"asyncio": "asyncio", "uvloop": "uvloop", "fastmux.asyncio": "fastmux.asyncio:new_event_loop"}
+UVICORN_PATH = "/plaintext"
+# wrk's connections where --connections is not given: the uvicorn workload is
+# compared at the concurrency its published figures use.
+DEFAULT_CONNECTIONS = 100
+WORKLOAD_CONNECTIONS = {"uvicorn": 50}
 POST_BODY = b"x" * 1024
 USER_AGENT = "fastmux-bench"
 # wrk sends no User-Agent by default; json reads it and post sends a body.
@@ -111,6 +132,26 @@ def app_post(request: Any) -> Any:
     return 200, [("Content-Type", "application/octet-stream")], request.body
 
 
+def starlette_app() -> Any:
+    """The uvicorn workload's application (``uvicorn --factory``): one plaintext route."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def plaintext(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("Hello, World")
+
+    return Starlette(routes=[Route(UVICORN_PATH, plaintext)])
+
+
+def uvicorn_installed() -> bool:
+    return all(importlib.util.find_spec(name) is not None for name in ("uvicorn", "starlette", "httptools"))
+
+
+def available_workloads() -> List[str]:
+    return [w for w in WORKLOADS if w != "uvicorn" or uvicorn_installed()]
+
+
 def available_servers() -> List[str]:
     out = []
     for name in SERVERS:
@@ -123,14 +164,16 @@ def available_servers() -> List[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workloads", type=csv_choices(WORKLOADS), default=list(WORKLOADS), metavar="A,B",
-                        help=f"from {', '.join(WORKLOADS)} (default: all)")
+    parser.add_argument("--workloads", type=csv_choices(WORKLOADS), default=None, metavar="A,B",
+                        help=f"from {', '.join(WORKLOADS)} (default: all; uvicorn only when uvicorn, "
+                             "starlette and httptools are installed)")
     parser.add_argument("--servers", type=csv_choices(SERVERS), default=None, metavar="A,B",
                         help=f"from {', '.join(SERVERS)} (default: all that are installed)")
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per run (default 5)")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each (default 1)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians shown (default 3)")
-    parser.add_argument("--connections", type=int, default=100, help="wrk connections (default 100)")
+    parser.add_argument("--connections", type=int, default=None,
+                        help=f"wrk connections (default {DEFAULT_CONNECTIONS}; uvicorn {WORKLOAD_CONNECTIONS['uvicorn']})")
     parser.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin server and wrk to CPUs 0 and 1")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write every run and the medians here")
@@ -142,12 +185,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _new_loop(kind: str) -> Any:
     import asyncio
 
-    if kind == "uvloop":
-        import uvloop
-
-        loop = uvloop.new_event_loop()
-    else:
-        loop = asyncio.new_event_loop()
+    loop = new_event_loop(kind)
     asyncio.set_event_loop(loop)
     return loop
 
@@ -182,7 +220,7 @@ def _httptools_protocol() -> type:
 
 
 def _app_httptools_server(kind: str, host: str, port: int, app_name: str) -> None:
-    """An application run by an httptools protocol on uvloop or asyncio, as a
+    """An application run by an httptools protocol on one of LOOPS, as a
     competent user writes one: the head is collected into a small request
     object, the app is called when the request completes, and the response
     is framed with a Date cached per second and written in one call."""
@@ -261,7 +299,7 @@ def _app_httptools_server(kind: str, host: str, port: int, app_name: str) -> Non
 
 
 def _raw_httptools_server(kind: str, host: str, port: int) -> None:
-    """A raw httptools protocol on uvloop or asyncio, as a competent user writes it."""
+    """A raw httptools protocol on one of LOOPS, as a competent user writes it."""
     from email.utils import formatdate
 
     loop = _new_loop(kind)
@@ -365,13 +403,20 @@ class Setup:
     server_cpu: Optional[int]
     load_cpu: Optional[int]
     env: Dict[str, str]
-    connections: int
+    connections: Optional[int]  # None: each workload's default
+
+    def connections_for(self, workload: str) -> int:
+        return self.connections or WORKLOAD_CONNECTIONS.get(workload, DEFAULT_CONNECTIONS)
 
 
 def server_command(name: str, workload: str, setup: Setup, port: int, tmp: Path) -> List[str]:
     static = workload in STATIC_FILES
     app = APPS[workload][0] if workload in APPS else None
     host = setup.host
+    if workload == "uvicorn":
+        return [sys.executable, "-m", "uvicorn", "fastmux.benchmarks.http:starlette_app", "--factory",
+                "--host", host, "--port", str(port), "--loop", UVICORN_LOOPS[name], "--http", "httptools",
+                "--no-access-log", "--log-level", "warning", "--backlog", "4096"]
     if name in ("fastmux", "fastmux-log"):
         cmd = [sys.executable, "-m", "fastmux", "serve", "http", "--host", host, "--port", str(port)]
         if name == "fastmux-log":
@@ -379,7 +424,7 @@ def server_command(name: str, workload: str, setup: Setup, port: int, tmp: Path)
         if app is not None:
             return cmd + ["--app", f"{__name__}:{app}"]
         return cmd + (["--dir", str(setup.root)] if static else [])
-    if name in ("uvloop", "asyncio"):
+    if name in LOOPS:
         return [sys.executable, "-m", "fastmux.benchmarks.http", "serve", name, host, str(port)] + ([app] if app else [])
     if name == "httpserver":
         cmd = [sys.executable, "-m", "fastmux.benchmarks.http", "serve", "httpserver", host, str(port)]
@@ -394,11 +439,13 @@ def server_command(name: str, workload: str, setup: Setup, port: int, tmp: Path)
 def _path_for(workload: str) -> str:
     if workload in APPS:
         return APPS[workload][1]
+    if workload == "uvicorn":
+        return UVICORN_PATH
     return "/" if workload == "hello" else "/" + STATIC_FILES[workload][0]
 
 
 def _expected_body(setup: Setup, workload: str) -> bytes:
-    if workload in ("hello", "app"):
+    if workload in ("hello", "app", "uvicorn"):
         return b"Hello, World"
     if workload == "json":
         return json.dumps({"path": "/json", "user_agent": USER_AGENT}).encode()
@@ -436,7 +483,7 @@ _WRK_NON2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
 
 def run_wrk(setup: Setup, port: int, workload: str, duration: float) -> Dict[str, Any]:
     url = f"http://{setup.host}:{port}{_path_for(workload)}"
-    cmd = ["wrk", "-t1", f"-c{setup.connections}", f"-d{max(1, round(duration))}s", "--latency"]
+    cmd = ["wrk", "-t1", f"-c{setup.connections_for(workload)}", f"-d{max(1, round(duration))}s", "--latency"]
     if workload in APPS:
         script = setup.tmp / f"wrk-{workload}.lua"
         if not script.exists():
@@ -500,7 +547,7 @@ def measure(setup: Setup, run: Run, duration: float, warmup: float) -> None:
         check_answer(setup, port, run.workload)
         if warmup > 0:
             run_wrk(setup, port, run.workload, warmup)
-        children = run.server == "nginx"  # master + worker
+        children = run.server == "nginx" or run.workload == "uvicorn"  # master + worker; any it spawns
         before: CpuTimes = cpu_times(proc.pid, children=children)
         result = run_wrk(setup, port, run.workload, duration)
         after: CpuTimes = cpu_times(proc.pid, children=children)
@@ -548,13 +595,15 @@ def _label(server: str, workload: str) -> str:
         return "fastmux --dir" if workload in STATIC_FILES else "fastmux (GET / in C)"
     if server == "fastmux-log":
         return "fastmux + access log" + (" (Python app)" if workload in APPS else " (GET / in Python)")
-    if server in ("uvloop", "asyncio"):
+    if workload == "uvicorn":
+        return f"uvicorn + Starlette on {server}"
+    if server in LOOPS:
         return f"{server} + httptools" + (" + app" if workload in APPS else " (raw)")
     return {"nginx": "nginx (1 worker)", "httpserver": "http.server (threading)"}[server]
 
 
 def print_table(rows: List[Dict[str, Any]]) -> None:
-    header = f"{'workload':<10} {'server':<36} {'req/s':>9} {'user µs/req':>12} {'user+sys µs/req':>16} " \
+    header = f"{'workload':<10} {'server':<38} {'req/s':>9} {'user µs/req':>12} {'user+sys µs/req':>16} " \
              f"{'p50 ms':>7} {'p99 ms':>7}  {'user vs fastmux':>15}"
     print(header)
     print("-" * len(header))
@@ -564,12 +613,12 @@ def print_table(rows: List[Dict[str, Any]]) -> None:
         for r in group:
             label = _label(r["server"], workload)
             if not r.get("runs"):
-                print(f"{workload:<10} {label:<36} {'(all runs failed)':>9}")
+                print(f"{workload:<10} {label:<38} {'(all runs failed)':>9}")
                 continue
             ratio = ""
             if ours is not None and r is not ours:
                 ratio = f"{r['user_us'] / ours['user_us']:.2f}x"
-            print(f"{workload:<10} {label:<36} {r['rps']:>9.0f} {r['user_us']:>12.2f} {r['total_us']:>16.2f} "
+            print(f"{workload:<10} {label:<38} {r['rps']:>9.0f} {r['user_us']:>12.2f} {r['total_us']:>16.2f} "
                   f"{r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f}  {ratio:>15}")
         print()
 
@@ -596,6 +645,9 @@ TARGETS = (
     ("hello", "fastmux", "nginx", "user_us", "<= 1.00"),
     ("hello", "httpserver", "fastmux", "user_us", ">= 20"),
     ("static-1k", "fastmux", "nginx", "user_us", "<= 1.50"),
+    ("app", "fastmux.asyncio", "uvloop", "user_us", "<= 0.80"),
+    ("hello", "fastmux.asyncio", "uvloop", "user_us", "<= 0.80"),
+    ("uvicorn", "fastmux.asyncio", "uvloop", "rps", ">= 1.10"),
 )
 
 
@@ -610,7 +662,7 @@ def print_targets(rows: List[Dict[str, Any]], runs: List[Run]) -> None:
         paired = _paired_ratio(runs, workload, a, b, attr)
         what = "req/s" if attr == "rps" else "user CPU"
         label = f"{workload}: {a} / {b} {what}"
-        lines.append(f"{label:<42} {of_medians:5.2f} (ratio of medians), "
+        lines.append(f"{label:<50} {of_medians:5.2f} (ratio of medians), "
                      f"{paired:5.2f} (median of per-round ratios)  target {target}")
     if lines:
         print("targets:")
@@ -638,6 +690,14 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         print(f"fastmux bench http: not installed: {', '.join(missing)}", file=sys.stderr)
         return 2
+    workloads = args.workloads or available_workloads()
+    if "uvicorn" in workloads and not uvicorn_installed():
+        print("fastmux bench http: skipping the uvicorn workload: it needs uvicorn, starlette and httptools "
+              "(pip install uvicorn starlette httptools)", file=sys.stderr)
+        workloads = [w for w in workloads if w != "uvicorn"]
+    if not any(s in SUPPORTS[w] for w in workloads for s in servers):
+        print("fastmux bench http: none of these servers runs these workloads", file=sys.stderr)
+        return 2
     server_cpu, load_cpu = pick_cpus(args.no_pin)
     runs: List[Run] = []
     with tempfile.TemporaryDirectory(prefix="fastmux-bench-http-") as tmpdir, running_on(load_cpu):
@@ -647,10 +707,12 @@ def run(args: argparse.Namespace) -> int:
         _prepare_root(setup.root)
         print(f"# load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         pinning = "not pinned" if server_cpu is None else f"server on CPU {server_cpu}, wrk on CPU {load_cpu}"
-        print(f"# wrk -t1 -c{args.connections}, {args.duration:g} s runs after {args.warmup:g} s warm-up, "
+        conns = f"-c{setup.connections or DEFAULT_CONNECTIONS}" + "".join(
+            f" ({w}: -c{n})" for w, n in WORKLOAD_CONNECTIONS.items() if w in workloads and not setup.connections)
+        print(f"# wrk -t1 {conns}, {args.duration:g} s runs after {args.warmup:g} s warm-up, "
               f"{args.rounds} interleaved round(s), medians; {pinning}", flush=True)
         for rnd in range(args.rounds):
-            for workload in args.workloads:
+            for workload in workloads:
                 for server in servers:
                     if server not in SUPPORTS[workload]:
                         continue
@@ -661,10 +723,10 @@ def run(args: argparse.Namespace) -> int:
                         r.error = str(exc)
                         print(f"  round {rnd + 1} {workload} {server}: FAILED: {exc}", file=sys.stderr, flush=True)
                     else:
-                        print(f"  round {rnd + 1} {workload:<9} {server:<10} {r.rps:>9.0f} req/s  "
+                        print(f"  round {rnd + 1} {workload:<9} {server:<15} {r.rps:>9.0f} req/s  "
                               f"user {r.user_us:.2f} µs/req  user+sys {r.total_us:.2f} µs/req", flush=True)
                     runs.append(r)
-    rows = summarize(runs, servers, args.workloads)
+    rows = summarize(runs, servers, workloads)
     print(f"# load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
           "(other work on the machine shows up in every figure; compare within one run)")
     print()
@@ -684,9 +746,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _serve_main(argv: Sequence[str]) -> int:
     kind, host, port = argv[0], argv[1], int(argv[2])
-    if kind in ("uvloop", "asyncio") and len(argv) > 3:
+    if kind in LOOPS and len(argv) > 3:
         _app_httptools_server(kind, host, port, argv[3])
-    elif kind in ("uvloop", "asyncio"):
+    elif kind in LOOPS:
         _raw_httptools_server(kind, host, port)
     elif kind == "httpserver":
         _http_server(host, port, argv[3] if len(argv) > 3 else None)

@@ -182,10 +182,15 @@ def start_announced(name: str, argv: List[str], cpus: Cpus) -> Tuple[subprocess.
 
 
 def run_loadgen(loadgen: Path, host: str, port: int, args: Sequence[str], budget_s: float,
-                on_mark: Callable[[str], None], cpus: Cpus = None) -> Dict[str, Any]:
+                on_mark: Callable[[str], None], cpus: Cpus = None,
+                allow_conn_errors: bool = False) -> Dict[str, Any]:
     """Run the C load generator against ``host:port``; call ``on_mark`` at its
     phase marks (``start``, ``stop``, ``held``); return its JSON result.
-    RunFailed on no result, a mismatched echo or a connection error."""
+    RunFailed on no result, a mismatched echo or a connection error; with
+    ``allow_conn_errors`` connection errors are only counted in the result
+    (``errors``, ``established``) as long as some requests were served: with
+    thousands of connections some servers drop a share of them, and what the
+    kept ones cost is still worth knowing."""
     cmd = [str(loadgen), "--marks", *args, host, str(port)]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, preexec_fn=pinned(cpus))
@@ -211,7 +216,9 @@ def run_loadgen(loadgen: Path, host: str, port: int, args: Sequence[str], budget
             proc.wait()
     if result is None:
         raise RunFailed(f"load generator exited with status {proc.returncode}: {stderr or 'no result'}")
-    if result["mismatches"] or result["errors"] or proc.returncode != 0:
+    # loadgen exits 1 on a mismatch, a connection error or a connection never made.
+    tolerated = allow_conn_errors and proc.returncode == 1 and result["requests"] > 0 and not result["mismatches"]
+    if (result["mismatches"] or result["errors"] or proc.returncode != 0) and not tolerated:
         raise RunFailed(f"{result['mismatches']} mismatches, {result['errors']} errors, "
                         f"{result['established']}/{result['connections']} connected: {result['first_error']}")
     return result

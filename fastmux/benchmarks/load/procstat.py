@@ -1,4 +1,4 @@
-"""A process's CPU time and resident memory, read from ``/proc`` (Linux).
+"""A process's CPU time, resident memory and open files, read from ``/proc`` (Linux).
 
 CPU times in ``/proc/<pid>/stat`` count whole clock ticks (``SC_CLK_TCK``,
 100 per second on practically every Linux: 10 ms).  A reading is therefore
@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Dict, Iterator, List
 
-__all__ = ["CLOCK_TICK_S", "CpuTimes", "cpu_times", "rss_bytes", "tick_error"]
+__all__ = ["CLOCK_TICK_S", "CpuTimes", "cpu_times", "rss_bytes", "fd_count", "tick_error"]
 
 CLOCK_TICK_S: float = 1.0 / os.sysconf("SC_CLK_TCK")
 
@@ -97,6 +97,11 @@ def rss_bytes(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024  # the kernel reports kB
     raise ProcessLookupError(f"process {pid} has no VmRSS (a zombie or a kernel thread)")
+
+
+def fd_count(pid: int) -> int:
+    """How many file descriptors ``pid`` has open."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def tick_error(cpu_seconds: float) -> float:

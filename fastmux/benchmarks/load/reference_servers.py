@@ -1,14 +1,16 @@
 """The echo servers fastmux is compared with.
 
-``python -m fastmux.benchmarks.load.reference_servers KIND [--host H] --port P``
+``python -m fastmux.benchmarks.load.reference_servers KIND [--api API] [--host H] --port P``
 
 KIND is one of:
 
-``asyncio``
-    an ``asyncio.Protocol`` that writes back what it receives, on the
-    default asyncio event loop;
-``uvloop``
-    the same protocol on uvloop (only when uvloop is installed);
+``asyncio``, ``uvloop``, ``fastmux.asyncio``
+    the same asyncio user code on each event loop: the stdlib's default loop,
+    uvloop (only when installed), and whatever ``fastmux.asyncio.new_event_loop()``
+    returns when the server starts.  ``--api`` picks the code:
+    ``protocol`` (default) an ``asyncio.Protocol`` that writes back what it
+    receives; ``streams`` ``asyncio.start_server`` with one task per
+    connection that reads, writes and drains until EOF;
 ``selectors``
     a hand-written non-blocking loop on the stdlib ``selectors`` module, the
     way one writes a server without an event-loop framework.
@@ -29,9 +31,11 @@ import socket
 import sys
 from typing import Dict, Optional, Sequence
 
-__all__ = ["KINDS", "raise_fd_limit", "main"]
+__all__ = ["KINDS", "LOOPS", "APIS", "raise_fd_limit", "new_event_loop", "main"]
 
-KINDS = ("asyncio", "uvloop", "selectors")
+LOOPS = ("asyncio", "uvloop", "fastmux.asyncio")  # event loops that run the same asyncio code
+APIS = ("protocol", "streams")                   # the asyncio code they run
+KINDS = LOOPS + ("selectors",)
 BACKLOG = 4096  # many-connection runs open thousands of connections at once
 RECV_SIZE = 64 * 1024
 
@@ -53,7 +57,26 @@ def _ready(sock: socket.socket) -> None:
     print(f"ready {host} {port}", flush=True)
 
 
-# ---- asyncio and uvloop ----
+# ---- asyncio user code, on any event loop ----
+
+
+def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """A new event loop of ``kind`` (one of LOOPS), made as its users make one.
+
+    ``fastmux.asyncio.new_event_loop`` is looked up at each call, so whichever
+    loop fastmux ships as its asyncio loop is the one measured.
+    """
+    if kind == "asyncio":
+        return asyncio.new_event_loop()
+    if kind == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    if kind == "fastmux.asyncio":
+        import fastmux.asyncio
+
+        return fastmux.asyncio.new_event_loop()
+    raise ValueError(f"unknown event loop {kind!r}; known: {', '.join(LOOPS)}")
 
 
 class EchoProtocol(asyncio.Protocol):
@@ -68,26 +91,39 @@ class EchoProtocol(asyncio.Protocol):
         self.transport.write(data)
 
 
-async def _serve_asyncio(host: str, port: int) -> None:
+async def echo_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """One task per connection: read, write back, drain, until EOF."""
+    try:
+        while True:
+            data = await reader.read(RECV_SIZE)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass  # reset by the peer: nothing left to echo to
+    finally:
+        writer.close()
+
+
+async def _serve_asyncio(host: str, port: int, api: str) -> None:
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set_result, None)
-    server = await loop.create_server(EchoProtocol, host, port, backlog=BACKLOG)
+    if api == "streams":
+        server = await asyncio.start_server(echo_stream, host, port, backlog=BACKLOG)
+    else:
+        server = await loop.create_server(EchoProtocol, host, port, backlog=BACKLOG)
     _ready(server.sockets[0])
     async with server:
         await stop
 
 
-def run_asyncio(host: str, port: int, use_uvloop: bool) -> None:
-    if use_uvloop:
-        import uvloop
-
-        loop = uvloop.new_event_loop()
-    else:
-        loop = asyncio.new_event_loop()
+def run_asyncio(host: str, port: int, loop_kind: str, api: str) -> None:
+    loop = new_event_loop(loop_kind)
     try:
-        loop.run_until_complete(_serve_asyncio(host, port))
+        loop.run_until_complete(_serve_asyncio(host, port, api))
     finally:
         loop.close()
 
@@ -175,16 +211,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         description="run one of the echo servers fastmux is compared with",
     )
     parser.add_argument("kind", choices=KINDS)
+    parser.add_argument("--api", choices=APIS,
+                        help="the asyncio code the event loops run (default protocol)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True, help="0 picks a free port")
     args = parser.parse_args(argv)
     if args.kind == "uvloop" and importlib.util.find_spec("uvloop") is None:
         parser.error("uvloop is not installed")
+    if args.kind == "selectors" and args.api is not None:
+        parser.error("--api applies to the event loops, not to the selectors server")
     raise_fd_limit()
     if args.kind == "selectors":
         run_selectors(args.host, args.port)
     else:
-        run_asyncio(args.host, args.port, use_uvloop=args.kind == "uvloop")
+        run_asyncio(args.host, args.port, args.kind, args.api or "protocol")
     return 0
 
 
