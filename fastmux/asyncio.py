@@ -1,15 +1,20 @@
-"""The asyncio bridge: asyncio's own loop on fastmux's selectors, in one line.
+"""fastmux for asyncio programs, in one line.
 
-``asyncio.SelectorEventLoop`` accepts any ``selectors.BaseSelector``; giving
-it ``fastmux.selectors.DefaultSelector()`` moves the readiness polling onto
-fastmux's compiled core while every asyncio API (streams, tasks,
-subprocesses, ...) keeps working unchanged::
+``new_event_loop()`` returns :class:`fastmux.reactor.aioloop.EventLoop`: an
+``asyncio`` event loop that is fastmux's compiled reactor (its iteration,
+callbacks, timers, fd dispatch and stream transports) under asyncio's own
+API, so protocols, streams, servers, TLS, subprocesses and executors work
+unchanged::
 
     import fastmux.asyncio
 
     fastmux.asyncio.run(main())            # instead of asyncio.run(main())
     loop = fastmux.asyncio.new_event_loop()  # instead of asyncio.new_event_loop()
     fastmux.asyncio.install()              # every new loop, via the policy
+
+``new_selector_event_loop()`` is the lighter touch: asyncio's own
+``SelectorEventLoop`` with only the readiness polling moved onto
+``fastmux.selectors``.
 
 ``EventLoopPolicy`` is created on first use: asyncio's policy classes are
 deprecated from Python 3.14, and importing this module must not warn.
