@@ -19,6 +19,8 @@ cpdef Request new_request(method, raw_target, version, raw_headers, body, bint k
 
 
 cdef str _latin1(bytes raw)
+@cython.locals(i=Py_ssize_t)
+cdef str _decoded_path(bytes raw)
 
 
 @cython.locals(i=Py_ssize_t, n=Py_ssize_t, c=cython.uchar, d=cython.uchar)
