@@ -62,6 +62,12 @@ in ``on_message_complete`` after three callbacks (``on_url``, ``on_header``
 per header, ``on_message_complete``).  Not checked on any path: the presence
 of ``Host`` (http.server, uvicorn and gunicorn do not either) -- a
 deliberate trade for the hot path.
+
+*Headers are split only when asked for.*  The compiled parser hands over a
+head that came whole in one read as its header section, one ``bytes``
+(``_add_head``): the limits need only its field count, and the application
+gets it unsplit (``Request.get_header`` scans it; ``request.headers`` splits
+it).  A head spanning reads arrives header by header, as from httptools.
 """
 from __future__ import annotations
 
@@ -91,6 +97,7 @@ except ImportError:  # pragma: no cover - Cython is not a run-time dependency
 from .._impl import load_twin
 from .access_log import AccessLog
 from .app import App
+from .request import Fields
 from .response import CLOSE, CONTINUE_100, KEEP
 from .static import FileSend, Reply, StaticFiles
 
@@ -100,11 +107,12 @@ __all__ = ["HttpConfig", "HttpProtocol", "HttpServer", "RequestParser"]
 RequestParser: type = load_twin("fastmux.http._parser_c", "httptools").HttpRequestParser
 if cython.compiled:  # cimported by _protocol_c.pxd: the protocol builds Requests and renders in C
     from ._app_c import render
-    from ._request_c import new_request, split_target
+    from ._request_c import find_field, new_request, split_head, split_target
 else:  # the compiled twins where they are built, as fastmux.http exports them
     render = load_twin("fastmux.http._app_c", "fastmux.http.app").render
     _request = load_twin("fastmux.http._request_c", "fastmux.http.request")
-    new_request, split_target = _request.new_request, _request.split_target
+    find_field, new_request = _request.find_field, _request.new_request
+    split_head, split_target = _request.split_head, _request.split_target
 _response = load_twin("fastmux.http._response_c", "fastmux.http.response")
 Clock, simple_response = _response.Clock, _response.simple_response
 
@@ -276,7 +284,7 @@ class HttpProtocol:
 
     __slots__ = (
         "_server", "_config", "_clock", "_hello", "_transport", "_write", "_parser", "_feed", "_hello_parser",
-        "_url", "_headers", "_trailers", "_method", "_version", "_keep_alive",
+        "_url", "_headers", "_head", "_nhead", "_trailers", "_method", "_version", "_keep_alive",
         "_body", "_body_len", "_head_bytes", "_in_body", "_expect",
         "_fast", "_fast_ok", "_careful", "_closing", "_lingering", "_eof", "_draining",
         "_queue", "_deferred", "_in_drain", "_writing_paused", "_reading_paused", "_wprogress",
@@ -300,6 +308,10 @@ class HttpProtocol:
         # The request being parsed.
         self._url = b""
         self._headers: List[Tuple[bytes, bytes]] = []
+        # Or its header section, whole and unsplit, and its field count
+        # (_add_head); None while the headers come one by one.
+        self._head: Optional[bytes] = None
+        self._nhead = 0
         # What the parser said of it when its head was whole (_head_done).
         self._method = b""
         self._version = ""
@@ -451,6 +463,7 @@ class HttpProtocol:
         self._hello_parser = None
         self._parser = None  # break the parser <-> protocol cycle
         self._headers = []
+        self._head = None
         self._body = []
         self._out1 = None
         self._out.clear()
@@ -528,6 +541,20 @@ class HttpProtocol:
         else:
             self._headers.append((name, value))
 
+    def _add_head(self, url: bytes, head: bytes, nfields: int) -> None:
+        # The whole head was in one read, so nothing of it came before.
+        self._url = url
+        self._head = head
+        self._nhead = nfields
+
+    def _fields(self) -> List[Tuple[bytes, bytes]]:
+        """The request's headers so far as pairs, splitting a section
+        handed over whole: for the checks that read every header."""
+        if self._head is not None:
+            self._headers = split_head(self._head)
+            self._head = None
+        return self._headers
+
     def on_headers_complete(self) -> None:
         parser = self._parser
         self._head_done(
@@ -562,7 +589,9 @@ class HttpProtocol:
             return  # the request completes now: nothing to refuse or continue
         if length > self._max_body:
             raise _Reject(413)
-        for name, value in self._headers:
+        if self._head is not None and find_field(self._head, b"expect") is None:
+            return  # none to look at: the section stays unsplit
+        for name, value in self._fields():
             if len(name) == 6 and name.lower() == b"expect" and value.lower() == b"100-continue":
                 self._expect = True
 
@@ -589,21 +618,25 @@ class HttpProtocol:
         self._expect = False
         if self._fast and url == b"/" and not self._trailers and self._keep_alive:
             method = self._method
-            if method == b"GET":
+            if method == b"GET" or method == b"HEAD":
                 self._headers.clear()
-                self._emit(self._hello[0])
-                return
-            if method == b"HEAD":
-                self._headers.clear()
-                self._emit(self._hello[1])
+                self._head = None
+                self._emit(self._hello[method == b"HEAD"])
                 return
         self._request(url)
 
     # -- the general path -----------------------------------------------------
 
     def _request(self, url: bytes) -> None:
-        headers = self._headers
-        self._headers = []
+        headers: Fields
+        if self._head is None:
+            headers = self._headers
+            nfields = len(headers)
+            self._headers = []
+        else:
+            headers = self._head
+            nfields = self._nhead
+            self._head = None
         trailers = self._trailers
         if trailers:
             self._trailers = []
@@ -627,13 +660,15 @@ class HttpProtocol:
         if len(url) > self._max_url:
             self._fail(414)
             return
-        if len(headers) > self._max_headers or (
-            # A head that arrived in one small read is under max_head already.
-            (self._careful or spanned)
-            and len(url) + sum(len(n) + len(v) + 4 for n, v in headers) > self._config.max_head
-        ):
+        if nfields > self._max_headers:
             self._fail(431)
             return
+        if self._careful or spanned:  # a head that arrived in one small read is under max_head already
+            if type(headers) is bytes:
+                headers = split_head(headers)
+            if len(url) + sum(len(n) + len(v) + 4 for n, v in headers) > self._config.max_head:
+                self._fail(431)
+                return
         keep = self._keep_alive and not self._draining
         if not keep:
             self._closing = True  # this is the last request we answer
@@ -646,7 +681,7 @@ class HttpProtocol:
             self._refresh_fast()
 
     def _respond(
-        self, method: bytes, url: bytes, version: str, headers: List[Tuple[bytes, bytes]], body: List[bytes],
+        self, method: bytes, url: bytes, version: str, headers: Fields, body: List[bytes],
         body_len: int, keep: bool, trailers: List[Tuple[bytes, bytes]],
     ) -> None:
         conn = KEEP if keep else CLOSE
@@ -685,7 +720,8 @@ class HttpProtocol:
         if method != b"GET" and not head_only:
             return simple_response(clock, 405, conn, False, extra=_ALLOW)
         if self._static is not None:
-            return self._static.serve(url, headers, head_only, clock, conn)
+            return self._static.serve(url, split_head(headers) if type(headers) is bytes else headers,
+                                      head_only, clock, conn)
         if split_target(url)[0] == b"/":
             return clock.hello[conn * 2 + head_only]
         return simple_response(clock, 404, conn, head_only)
@@ -757,14 +793,14 @@ class HttpProtocol:
             # it (the count includes the end of the previous request), so look
             # at what the parser has delivered, and allow what llhttp may hold
             # for the header being assembled up to another max_head.
-            delivered = len(self._url) + sum(len(n) + len(v) + 4 for n, v in self._headers)
+            delivered = len(self._url) + sum(len(n) + len(v) + 4 for n, v in self._fields())
             if len(self._url) > cfg.max_url:
                 self._fail(414)
                 return
             if delivered > cfg.max_head or self._head_bytes > 2 * cfg.max_head:
                 self._fail(431)
                 return
-        if len(self._headers) > cfg.max_headers:
+        if (len(self._headers) if self._head is None else self._nhead) > cfg.max_headers:
             self._fail(431)
             return
         if self._expect:  # the head is whole and no body byte has come yet
@@ -801,6 +837,7 @@ class HttpProtocol:
         earlier requests), then close."""
         self._url = b""
         self._headers = []
+        self._head = None
         self._trailers = []
         self._in_body = False
         self._expect = False

@@ -228,9 +228,14 @@ def test_split_target(impl):
 
 
 @pytest.mark.parametrize("impl", implementations("fastmux.http._request_c"))
-def test_request_fields_on_both_twins(impl):
+@pytest.mark.parametrize("whole", [False, True], ids=["pairs", "section"])
+def test_request_fields_on_both_twins(impl, whole):
+    """The same answers whether the headers come as pairs or as the section
+    they are split from (what the compiled parser hands over)."""
     mod = importlib.import_module({"c": "fastmux.http._request_c", "py": "fastmux.http.request"}[impl])
     headers = [(b"Host", b"h"), (b"X-Abc", b"1"), (b"x-abD", b"2"), (b"X-\xc9T\xc9", b"\xff")]
+    if whole:
+        headers = b"Host: h\r\nX-Abc:1 \r\nx-abD: \t2\r\nX-\xc9T\xc9: \xff"
     req = mod.Request("GET", b"/a%20b/%C3%A9?q=%20", "1.1", headers)
     assert req.path == "/a b/\u00e9" and req.raw_path == b"/a%20b/%C3%A9" and req.query == "q=%20"
     assert mod.Request("GET", b"/caf\xc3\xa9+x", "1.1", []).path == "/caf\u00c3\u00a9+x"  # no '%': as sent
@@ -238,6 +243,25 @@ def test_request_fields_on_both_twins(impl):
     assert req.get_raw_header(b"x-\xc9t\xc9") == b"\xff"
     assert req.get_raw_header(b"x-\xe9t\xe9") is None  # only ASCII letters fold, as bytes.lower
     assert req.headers[3] == ("X-\u00c9T\u00c9", "\u00ff") and req.keep_alive and req.raw_trailers == []
+    assert req.raw_headers == [(b"Host", b"h"), (b"X-Abc", b"1"), (b"x-abD", b"2"), (b"X-\xc9T\xc9", b"\xff")]
+    assert req.get_header("x-abd") == "2" and req.get_raw_header(b"HOST") == b"h"  # the same after splitting
+
+
+@pytest.mark.parametrize("impl", implementations("fastmux.http._request_c"))
+def test_split_head_and_find_field(impl):
+    """A header section as llhttp validated it: the first colon ends a name,
+    OWS around a value is not part of it, a value may be empty or hold
+    colons; find_field splits nothing and matches ASCII letters either case."""
+    mod = importlib.import_module({"c": "fastmux.http._request_c", "py": "fastmux.http.request"}[impl])
+    head = b"Host: a:8080\r\nX-Empty:\r\nX-Ows: \t v  w \t\r\nX-Blank:   \r\nhost: second\r\nLast:z \t"
+    pairs = [(b"Host", b"a:8080"), (b"X-Empty", b""), (b"X-Ows", b"v  w"), (b"X-Blank", b""),
+             (b"host", b"second"), (b"Last", b"z")]
+    assert mod.split_head(head) == pairs
+    assert mod.split_head(b"") == []
+    assert mod.split_head(b"A:") == [(b"A", b"")]
+    for name, value in [(b"HOST", b"a:8080"), (b"x-empty", b""), (b"x-ows", b"v  w"), (b"x-blank", b""),
+                        (b"last", b"z"), (b"x-ow", None), (b"hos", None), (b"x-owss", None), (b"", None)]:
+        assert mod.find_field(head, name) == value
 
 
 def test_load_app(tmp_path, monkeypatch):

@@ -103,6 +103,25 @@ def test_compiled_pair_makes_no_python_callbacks(http_twins):
         assert seen == ["on_url", "on_header", "on_header", "on_headers_complete", "on_body", "on_message_complete"]
 
 
+@pytest.mark.parametrize("pieces", [1, 2])
+def test_compiled_pair_hands_a_whole_head_over_unsplit(http_twins, pieces):
+    """With the compiled pair, a head that came in one read reaches the
+    request as its header section, split only when asked; one in pieces
+    arrives header by header.  The app sees the same either way."""
+    proto, parser_cls = http_twins
+    seen = []
+
+    def app(req):
+        seen.append((req._raw_headers is None, req.get_header("x-b"), req.headers))
+        return 200, [], b""
+
+    head = b"GET /x HTTP/1.1\r\nHost: h\r\nX-B:  2 \r\n\r\n"
+    conn = Conn(make_server(app=app))
+    conn.feed(*([head] if pieces == 1 else [head[:20], head[20:]]))
+    compiled_pair = proto.__name__ == "fastmux.http._protocol_c" and parser_cls.__module__ == "fastmux.http._parser_c"
+    assert seen == [(compiled_pair and pieces == 1, "2", [("Host", "h"), ("X-B", "2")])]
+
+
 def test_keep_alive_many_requests(conn):
     for _ in range(50):
         assert one(conn.feed(GET)).body == b"Hello, World"
@@ -321,6 +340,12 @@ def test_too_many_headers_is_431():
     assert r.status == 431
 
 
+def test_too_many_headers_is_431_before_the_body():
+    conn = Conn(make_server(limits=dict(max_headers=10)))
+    head = b"POST / HTTP/1.1\r\nContent-Length: 5\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(20)) + b"\r\n"
+    assert one(conn.feed(head)).status == 431 and conn.finished
+
+
 def test_head_under_the_limit_in_pieces_is_fine():
     conn = Conn(make_server(limits=dict(max_url=500, max_head=4000)))
     chunks = [b"GET / HTTP/1.1\r\n"] + [b"X-%d: %s\r\n" % (i, b"v" * 90) for i in range(30)] + [b"\r\n"]
@@ -352,6 +377,13 @@ def test_expect_100_continue():
     assert data == b"HTTP/1.1 100 Continue\r\n\r\n"
     data = conn.feed(b"hello")
     assert one(data).status == 405
+
+
+def test_expect_100_continue_in_a_later_expect_field():
+    conn = Conn(make_server(limits=dict(max_body=1000)))
+    data = conn.feed(b"POST / HTTP/1.1\r\nExpect: x-other\r\nContent-Length: 5\r\nEXPECT: 100-Continue\r\n\r\n")
+    assert data == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert one(conn.feed(b"hello")).status == 405
 
 
 def test_expect_100_continue_too_big_is_413_not_100():

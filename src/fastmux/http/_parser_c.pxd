@@ -7,7 +7,8 @@ from fastmux.includes cimport llhttp as ll
 
 # Spans held per request: the URL and up to 32 header fields with values.  A
 # request with more headers than that is released (its callbacks are made)
-# when its 33rd arrives: it is answered in Python.
+# when its 33rd arrives: it is answered in Python, its headers delivered one
+# by one.
 cdef enum:
     MAX_HELD = 65
 
@@ -28,9 +29,11 @@ cdef class RequestSink:
     # callbacks.  The arguments are what httptools' callbacks give (and,
     # for _head_done, what get_method, get_http_version and
     # should_keep_alive return, and the body's length: its Content-Length,
-    # -1 if chunked, 0 for none), and _emit for feed_hello's answers.
+    # -1 if chunked, 0 for none), _add_head for a head held whole (see the
+    # .pyx's module doc), and _emit for feed_hello's answers.
     cdef _add_url(self, bytes url)
     cdef _add_header(self, bytes name, bytes value)
+    cdef _add_head(self, bytes url, bytes head, Py_ssize_t nfields)
     cdef _head_done(self, bytes method, str version, bint keep_alive, Py_ssize_t length)
     cdef _add_body(self, bytes chunk)
     cdef _message_done(self)
@@ -55,7 +58,7 @@ cdef class HttpRequestParser:
     cdef object _replies
     cdef int _max_headers
     cdef bint _hello  # requests beginning now may be answered here
-    cdef bint _holding  # the current request's callbacks are held
+    cdef bint _holding  # the current request's callbacks are held (hello, or a RequestSink's head)
     cdef bint _in_message
     cdef int _nheld
     cdef int _nfields
@@ -68,6 +71,7 @@ cdef class HttpRequestParser:
     cdef _parse_error(self, ll.llhttp_errno_t errno)
     cdef bint _hold(self, SpanKind kind, const char *at, size_t length) noexcept
     cdef bint _answerable(self) noexcept
+    cdef int _hand_over(self) except -1
     cdef int _release(self) except -1
     cdef void _release_at_end(self, ll.llhttp_errno_t err) noexcept
     cdef int _deliver_url(self, bytes chunk) except -1

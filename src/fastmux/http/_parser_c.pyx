@@ -16,7 +16,11 @@ subclasses it) gets the same events as C method calls instead: the URL and
 header callbacks (``_add_url``, ``_add_header``), ``on_headers_complete``
 with the method, version, keep-alive and body length (``_head_done``),
 ``on_body`` and ``on_message_complete`` -- no Python call per request, nor
-per header.
+per header.  A request whose head (up to 32 headers) lies wholly in one
+read makes no ``_add_url`` or ``_add_header`` call at all: ``_add_head``
+hands over its URL and its header section (the ``Name: value`` lines as
+received) as two ``bytes``, for the protocol to split only if it must (an
+application that reads one header never splits the rest).
 
 ``feed_hello(data, replies)`` parses ``data`` as ``feed_data`` does, except
 for requests that begin in ``data`` and turn out to be ``GET /`` or
@@ -30,7 +34,8 @@ caller's per-read path then needs no try block.
 Until a request is known to be one, its URL and headers are held as spans
 of ``data``; as soon as it is known not to be (or ``data`` ends first), the
 held callbacks are made, in order, exactly as ``feed_data`` would have made
-them, and the rest of ``data`` is parsed as ``feed_data`` parses it.
+them (or, for a RequestSink whose head is whole, ``_add_head``), and the
+rest of ``data`` is parsed as ``feed_data`` parses it.
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_FillInfo, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
@@ -73,6 +78,9 @@ cdef class RequestSink:
         raise NotImplementedError
 
     cdef _add_header(self, bytes name, bytes value):
+        raise NotImplementedError
+
+    cdef _add_head(self, bytes url, bytes head, Py_ssize_t nfields):
         raise NotImplementedError
 
     cdef _head_done(self, bytes method, str version, bint keep_alive, Py_ssize_t length):
@@ -258,6 +266,28 @@ cdef class HttpRequestParser:
             return False
         return self._held[0].length == 1 and self._held[0].at[0] == b"/"
 
+    cdef int _hand_over(self) except -1:
+        """The held head is whole: give a RequestSink its URL and its header
+        section (from the first name to the end of the last value) in one
+        call, and answer no more requests of this read here (_release)."""
+        cdef Span *first
+        cdef Span *last
+        cdef int i = 0
+        self._holding = False
+        self._hello = False
+        url = b""
+        head = b""
+        if self._nheld and self._held[0].kind == URL:
+            url = self._held[0].at[:self._held[0].length]
+            i = 1
+        if i < self._nheld:
+            first = &self._held[i]
+            last = &self._held[self._nheld - 1]
+            head = first.at[:last.at + last.length - first.at]
+        self._nheld = 0
+        self._sink._add_head(url, head, self._nfields)
+        return 0
+
     cdef int _release(self) except -1:
         """Make the held callbacks, in order, and stop holding for the rest
         of this read."""
@@ -330,7 +360,7 @@ cdef class HttpRequestParser:
 cdef int _cb_message_begin(ll.llhttp_t *p) noexcept:
     cdef HttpRequestParser self = <HttpRequestParser>p.data
     self._in_message = True
-    if self._hello:
+    if self._hello or self._sink is not None:
         self._holding = True
         self._nheld = 0
         self._nfields = 0
@@ -394,11 +424,14 @@ cdef inline Py_ssize_t _body_length(ll.llhttp_t *p) noexcept:
 
 cdef int _cb_headers_complete(ll.llhttp_t *p) noexcept:
     cdef HttpRequestParser self = <HttpRequestParser>p.data
-    if self._holding and self._answerable():
+    if self._holding and self._hello and self._answerable():
         return 0  # no body follows: the request completes next
     try:
         if self._holding:
-            self._release()
+            if self._sink is not None:
+                self._hand_over()
+            else:
+                self._release()
         self._flush_header()
         if self._sink is not None:
             self._sink._head_done(_method_name(p), self._version(), ll.llhttp_should_keep_alive(p), _body_length(p))

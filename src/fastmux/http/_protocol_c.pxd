@@ -9,9 +9,11 @@
 # The rules of src/fastmux/reactor/_loop_c.pxd hold here too: every attribute
 # is ``public`` (tests and the shutdown registry read them), flags are
 # ``bint`` and counts ``Py_ssize_t``.
+cimport cython
+
 from fastmux.http._parser_c cimport HttpRequestParser, RequestSink
 from fastmux.http._app_c cimport render
-from fastmux.http._request_c cimport new_request, split_target
+from fastmux.http._request_c cimport find_field, new_request, split_head, split_target
 
 
 # A RequestSink: the compiled parser calls the _add_*/_done methods as C.
@@ -25,6 +27,8 @@ cdef class HttpProtocol(RequestSink):
     cdef public str _version
     cdef public bint _keep_alive
     cdef public list _headers, _trailers, _body
+    cdef public bytes _head
+    cdef public Py_ssize_t _nhead
     cdef public Py_ssize_t _body_len, _head_bytes, _small
     cdef public bint _in_body, _expect
     cdef public bint _fast, _fast_ok, _careful, _closing, _lingering, _eof, _draining
@@ -44,16 +48,19 @@ cdef class HttpProtocol(RequestSink):
 
     cdef _add_url(self, bytes url)
     cdef _add_header(self, bytes name, bytes value)
+    cdef _add_head(self, bytes url, bytes head, Py_ssize_t nfields)
+    cdef list _fields(self)
     cdef _head_done(self, bytes method, str version, bint keep_alive, Py_ssize_t length)
     cdef _add_body(self, bytes chunk)
     cdef _message_done(self)
     cdef _emit(self, bytes data)
 
     # The per-request path between them: C calls too.
+    @cython.locals(nfields=Py_ssize_t)
     cdef _request(self, bytes url)
-    cdef _respond(self, bytes method, bytes url, str version, list headers, list body, Py_ssize_t body_len,
+    cdef _respond(self, bytes method, bytes url, str version, headers, list body, Py_ssize_t body_len,
                   bint keep, list trailers)
-    cdef _answer(self, bytes method, bytes url, str version, list headers, list body, Py_ssize_t body_len,
+    cdef _answer(self, bytes method, bytes url, str version, headers, list body, Py_ssize_t body_len,
                  bint keep, int conn, list trailers)
     cdef _push(self, reply)
     cdef _flush_out(self)
