@@ -36,6 +36,7 @@ import importlib
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -237,6 +238,9 @@ def _selected(test_id: str, patterns: Sequence[str]) -> bool:
 
 def _worker(args: argparse.Namespace) -> int:
     faulthandler.enable()  # a crash leaves its stack in the log
+    # A shell starts background jobs with SIGINT ignored, and Python then keeps it ignored;
+    # the KeyboardInterrupt tests (test_runners) would wait forever for their interrupt.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     spec = resolve_loop(args.loop)
     factory = _load_factory(spec) if spec else None
     module = importlib.import_module(f"test.test_asyncio.{args.worker}")
