@@ -44,7 +44,7 @@ import threading
 import time
 import traceback
 import unittest
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 # The modules that exercise a loop's public face (absent ones are left out).
 MODULES = (
@@ -189,6 +189,7 @@ class _StreamingResult(unittest.TestResult):
 
     def stopTest(self, test: Any) -> None:
         faulthandler.cancel_dump_traceback_later()
+        self._emit(event="stop", id=test.id())
         super().stopTest(test)
 
     def addSuccess(self, test: Any) -> None:
@@ -282,21 +283,66 @@ def _hang_site(log: str) -> str:
     return ""
 
 
+class _Outcomes:
+    """What the workers of one module reported, across restarts."""
+
+    def __init__(self) -> None:
+        self.started: Set[str] = set()
+        self.outcomes: Dict[str, str] = {}
+        self.reasons: Dict[str, str] = {}
+        self.tracebacks: Dict[str, str] = {}
+
+    def record(self, test_id: str, outcome: str, reason: str = "") -> None:
+        if _RANK[outcome] >= _RANK[self.outcomes.get(test_id, "success")]:
+            self.outcomes[test_id] = outcome
+            if reason:
+                self.reasons[test_id] = reason
+
+    def read(self, progress: str) -> Tuple[Optional[str], bool]:
+        """Take in one worker's events: the test it was in when it stopped, and whether it finished."""
+        current = None
+        with open(progress) as f:
+            for line in f:
+                event = json.loads(line)
+                kind = event["event"]
+                if kind == "start":
+                    current = event["id"]
+                    self.started.add(current)
+                elif kind == "stop":
+                    current = None
+                elif kind == "outcome":
+                    self.record(event["id"], event["outcome"], event.get("reason", ""))
+                    if "traceback" in event:
+                        self.tracebacks[event["id"]] = event["traceback"]
+                elif kind == "done":
+                    return None, True
+        return current, False
+
+    def report(self) -> Dict[str, Any]:
+        counts: Dict[str, Any] = dict.fromkeys(COUNTS, 0)
+        counts["run"] = len(self.started)
+        for outcome in self.outcomes.values():
+            counts[_COUNT_OF[outcome]] += 1
+        counts["failing"] = {
+            t: self.reasons.get(t, "")
+            for t, o in sorted(self.outcomes.items())
+            if o in ("failure", "error", "unexpected_success")
+        }
+        return counts
+
+
 def run_module(module: str, args: argparse.Namespace) -> Dict[str, Any]:
-    """Run one module; its counts, failing tests and duration."""
-    outcomes: Dict[str, str] = {}
-    reasons: Dict[str, str] = {}
-    tracebacks: Dict[str, str] = {}
-    started: Set[str] = set()
+    """Run one module: its counts, failing tests (id -> one-line reason) and duration."""
+    results = _Outcomes()
     began = time.monotonic()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [_REPO, os.environ.get("PYTHONPATH")])))
     with tempfile.TemporaryDirectory(prefix="cpython_suite-") as tmp:
         progress = os.path.join(tmp, "progress.jsonl")
         exclude = os.path.join(tmp, "exclude.json")
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [_REPO, os.environ.get("PYTHONPATH")])))
         for _attempt in range(args.max_restarts + 1):
             open(progress, "w").close()
             with open(exclude, "w") as f:
-                json.dump(sorted(started), f)
+                json.dump(sorted(results.started), f)
             with tempfile.TemporaryFile(mode="w+") as log:
                 proc = subprocess.Popen(
                     _worker_command(module, args, progress, exclude),
@@ -305,46 +351,23 @@ def run_module(module: str, args: argparse.Namespace) -> Dict[str, Any]:
                 rc = _wait(proc, progress, args.test_timeout + 60)
                 log.seek(0)
                 log_text = log.read()
-            current = None
-            done = False
-            with open(progress) as f:
-                for line in f:
-                    event = json.loads(line)
-                    if event["event"] == "start":
-                        current = event["id"]
-                        started.add(current)
-                    elif event["event"] == "outcome":
-                        test_id, outcome = event["id"], event["outcome"]
-                        if _RANK[outcome] >= _RANK.get(outcomes.get(test_id, "success"), 0):
-                            outcomes[test_id] = outcome
-                            if "reason" in event:
-                                reasons[test_id] = event["reason"]
-                            if "traceback" in event:
-                                tracebacks[test_id] = event["traceback"]
-                    elif event["event"] == "done":
-                        done = True
+            current, done = results.read(progress)
             if done:
                 break
             if rc is None or "Timeout (" in log_text:  # killed here, or by dump_traceback_later
                 what = f"hung: no progress for {args.test_timeout:g} s"
             else:
                 what = f"crashed (exit status {rc})"
-            if current is None or current in outcomes:
-                # Died outside a test (import, fixtures): nothing to skip past, so stop here.
-                tail = log_text.strip().splitlines()[-1:] or [""]
-                outcomes[f"{module} (worker)"] = "error"
-                reasons[f"{module} (worker)"] = f"{what}: {tail[0]}"[:_REASON_MAX]
+            if current is None:
+                # Died outside a test (import, fixtures): nothing to resume after.
+                tail = (log_text.strip().splitlines() or [""])[-1]
+                results.record(f"{module} (worker)", "error", f"{what}: {tail}"[:_REASON_MAX])
                 break
-            outcomes[current] = "error"
-            reasons[current] = f"{what}: {_hang_site(log_text)}"[:_REASON_MAX]
-    counts = dict.fromkeys(COUNTS, 0)
-    counts["run"] = len(started)
-    for outcome in outcomes.values():
-        counts[_COUNT_OF[outcome]] += 1
-    failing = {t: reasons.get(t, "") for t, o in sorted(outcomes.items()) if o in ("failure", "error", "unexpected_success")}
-    report: Dict[str, Any] = dict(counts, duration_s=round(time.monotonic() - began, 1), failing=failing)
+            results.record(current, "error", f"{what}: {_hang_site(log_text)}"[:_REASON_MAX])
+    report = results.report()
+    report["duration_s"] = round(time.monotonic() - began, 1)
     if args.tracebacks:
-        report["tracebacks"] = {t: tracebacks[t] for t in failing if t in tracebacks}
+        report["tracebacks"] = {t: results.tracebacks[t] for t in report["failing"] if t in results.tracebacks}
     return report
 
 
@@ -352,17 +375,20 @@ def _wait(proc: "subprocess.Popen[bytes]", progress: str, stall_s: float) -> Opt
     """The worker's exit status, or None after killing it for ``stall_s`` seconds without progress
     (faulthandler normally ends a stuck test first; this catches hangs outside tests)."""
     last_size, last_change = -1, time.monotonic()
-    while True:
-        try:
-            return proc.wait(timeout=1.0)
-        except subprocess.TimeoutExpired:
-            size = os.path.getsize(progress)
-            if size != last_size:
-                last_size, last_change = size, time.monotonic()
-            elif time.monotonic() - last_change > stall_s:
-                proc.kill()
-                proc.wait()
-                return None
+    try:
+        while True:
+            try:
+                return proc.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                size = os.path.getsize(progress)
+                if size != last_size:
+                    last_size, last_change = size, time.monotonic()
+                elif time.monotonic() - last_change > stall_s:
+                    return None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def run_suite(args: argparse.Namespace) -> Dict[str, Any]:
@@ -405,8 +431,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", metavar="OUT", help="write the report as JSON to OUT")
     parser.add_argument("-k", action="append", default=[], metavar="PATTERN",
                         help="only tests whose id matches (glob, or substring), as unittest -k")
-    parser.add_argument("--test-timeout", type=float, default=120.0, metavar="S",
-                        help="seconds without progress before a test counts as hung (default 120)")
+    parser.add_argument("--test-timeout", type=float, default=60.0, metavar="S",
+                        help="seconds without progress before a test counts as hung (default 60)")
     parser.add_argument("--max-restarts", type=int, default=20,
                         help="resumes per module after hung or crashed tests (default 20)")
     parser.add_argument("--tracebacks", action="store_true", help="keep full tracebacks in the JSON")
@@ -417,9 +443,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """The options of :func:`run_module` and :func:`run_suite`, as on the command line."""
     args = _parser().parse_args(argv)
     resolve_loop(args.loop)
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
     if args.worker:
         return _worker(args)
     report = run_suite(args)
