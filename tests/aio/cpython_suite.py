@@ -340,6 +340,7 @@ def run_module(module: str, args: argparse.Namespace) -> Dict[str, Any]:
         progress = os.path.join(tmp, "progress.jsonl")
         exclude = os.path.join(tmp, "exclude.json")
         for _attempt in range(args.max_restarts + 1):
+            started_before = len(results.started)
             open(progress, "w").close()
             with open(exclude, "w") as f:
                 json.dump(sorted(results.started), f)
@@ -358,12 +359,14 @@ def run_module(module: str, args: argparse.Namespace) -> Dict[str, Any]:
                 what = f"hung: no progress for {args.test_timeout:g} s"
             else:
                 what = f"crashed (exit status {rc})"
-            if current is None:
-                # Died outside a test (import, fixtures): nothing to resume after.
-                tail = (log_text.strip().splitlines() or [""])[-1]
-                results.record(f"{module} (worker)", "error", f"{what}: {tail}"[:_REASON_MAX])
-                break
-            results.record(current, "error", f"{what}: {_hang_site(log_text)}"[:_REASON_MAX])
+            site = _hang_site(log_text) or (log_text.strip().splitlines() or [""])[-1]
+            if current is not None:
+                results.record(current, "error", f"{what}: {site}"[:_REASON_MAX])
+            else:
+                # Outside a test (import, class or module fixtures): resume only if it got further.
+                results.record(f"{module} (worker)", "error", f"{what}: {site}"[:_REASON_MAX])
+                if len(results.started) == started_before:
+                    break
     report = results.report()
     report["duration_s"] = round(time.monotonic() - began, 1)
     if args.tracebacks:
