@@ -222,10 +222,11 @@ def _test_id(test: Any) -> str:
     return test.id()
 
 
-def _tests(suite: unittest.TestSuite) -> Iterator[unittest.TestCase]:
+def iter_tests(suite: unittest.TestSuite) -> Iterator[unittest.TestCase]:
+    """The test cases of a suite, flattened."""
     for test in suite:
         if isinstance(test, unittest.TestSuite):
-            yield from _tests(test)
+            yield from iter_tests(test)
         else:
             yield test
 
@@ -252,7 +253,7 @@ def _worker(args: argparse.Namespace) -> int:
     loaded = unittest.defaultTestLoader.loadTestsFromModule(module)
     # One flat suite still runs class and module fixtures at each change of class/module.
     suite = unittest.TestSuite(
-        t for t in _tests(loaded) if t.id() not in exclude and _selected(t.id(), args.k)
+        t for t in iter_tests(loaded) if t.id() not in exclude and _selected(t.id(), args.k)
     )
     with open(args.progress, "a") as out:
         result = _StreamingResult(out, args.test_timeout, args.tracebacks)
