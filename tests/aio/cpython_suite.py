@@ -449,8 +449,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """The options of :func:`run_module` and :func:`run_suite`, as on the command line."""
-    args = _parser().parse_args(argv)
-    resolve_loop(args.loop)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        resolve_loop(args.loop)
+    except ValueError as exc:
+        parser.error(str(exc))
     return args
 
 
