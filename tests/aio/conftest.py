@@ -19,8 +19,6 @@ import pytest
 
 import fastmux.asyncio as fasyncio
 
-TIMEOUT = 10.0  # the bound of every wait; a healthy test takes well under a second
-
 
 def _open_fds() -> Dict[int, str]:
     fds = {}
