@@ -602,6 +602,7 @@ def test_start_tls_upgrades_a_plain_connection(loop: Any,
             await until(lambda: client.data == b"OK\nSECRET")
             tls.close()
             assert await client.lost is None
+            served.transport.close()  # asyncio's TLS transport up to 3.10 warns unless closed itself
 
     run(loop, main())
 
