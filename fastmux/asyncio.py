@@ -46,6 +46,10 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 def run(main: Awaitable[_T], *, debug: Optional[bool] = None) -> _T:
     """``asyncio.run(main)`` on a fastmux-backed loop."""
+    # Checked before a Runner exists: inside a running loop, closing that Runner would
+    # fail too (its loop cannot run there) and hide this error behind its own.
+    if asyncio.events._get_running_loop() is not None:
+        raise RuntimeError("fastmux.asyncio.run() cannot be called from a running event loop")
     if sys.version_info >= (3, 11):
         with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
             return runner.run(main)
@@ -53,8 +57,6 @@ def run(main: Awaitable[_T], *, debug: Optional[bool] = None) -> _T:
 
 
 def _run_legacy(main: Awaitable[_T], debug: Optional[bool]) -> _T:  # pragma: no cover - 3.9/3.10
-    if asyncio.events._get_running_loop() is not None:
-        raise RuntimeError("fastmux.asyncio.run() cannot be called from a running event loop")
     loop = new_event_loop()
     try:
         asyncio.set_event_loop(loop)

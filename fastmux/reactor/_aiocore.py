@@ -47,6 +47,17 @@ __all__ = ["AsyncioCore"]
 _monotonic = time.monotonic
 _CLOSED = "Event loop is closed"
 _Future = futures.Future
+_THIS_FILE = __file__
+
+
+def _from_caller(h: Any) -> Any:
+    """``h``, an asyncio handle made in debug mode, with this module's frames cut from
+    the end of its ``_source_traceback`` (as asyncio cuts its own loop's), so that it
+    says where the caller scheduled it.  Compiled, this module runs in no frame."""
+    tb = h._source_traceback
+    while tb and tb[-1].filename == _THIS_FILE:
+        del tb[-1]
+    return h
 
 
 class AsyncioCore(Reactor):
@@ -68,7 +79,7 @@ class AsyncioCore(Reactor):
         if self._debug:
             self._check_thread()
             self._check_callback(callback, "call_soon")
-            h = events.Handle(callback, args, self, context)
+            h = _from_caller(events.Handle(callback, args, self, context))
         else:
             h = Handle(callback, args, copy_context() if context is None else context)
         self._ready.append(h)
@@ -80,7 +91,7 @@ class AsyncioCore(Reactor):
             raise RuntimeError(_CLOSED)
         if self._debug:
             self._check_callback(callback, "call_soon_threadsafe")
-            h = events.Handle(callback, args, self, context)
+            h = _from_caller(events.Handle(callback, args, self, context))
         else:
             h = Handle(callback, args, copy_context() if context is None else context)
         self._ready.append(h)
@@ -102,7 +113,7 @@ class AsyncioCore(Reactor):
         if self._debug:
             self._check_thread()
             self._check_callback(callback, "call_at")
-            h = events.TimerHandle(when, callback, args, self, context)
+            h = _from_caller(events.TimerHandle(when, callback, args, self, context))
             h._scheduled = True
         else:
             h = TimerHandle(float(when), callback, args, self, copy_context() if context is None else context)
@@ -110,9 +121,14 @@ class AsyncioCore(Reactor):
         return h
 
     def _timer_handle_cancelled(self, handle: Any) -> None:
-        """An ``asyncio.TimerHandle`` (debug mode) was cancelled: as our own ones do."""
+        """An ``asyncio.TimerHandle`` (debug mode) is being cancelled: counted as our own ones are.
+        asyncio calls this *before* it marks the handle cancelled, so a purge that this
+        count sets off keeps the handle in the heap, as if live: it is then the one
+        cancelled timer there (else the live count would stay one too high)."""
         if handle._scheduled:
             self._timer_cancelled()
+            if not self._cancelled_timers:
+                self._cancelled_timers = 1
 
     def _callback_failed(self, h: Any, exc: BaseException) -> bool:
         if isinstance(exc, (SystemExit, KeyboardInterrupt)):

@@ -8,12 +8,12 @@ dependency: a test skips when its library is not installed.
 
 Every test also checks that the loop it ran on *is* fastmux's, so that none
 can pass on stdlib's loop; and the in-process tests that no descriptor was
-left open and no ResourceWarning was emitted once they are done.
+left open and no ResourceWarning was emitted once they are done (``no_leaks``,
+in conftest.py).
 """
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import os
 import re
@@ -23,10 +23,9 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 from http.client import HTTPConnection
 from pathlib import Path
-from typing import Any, AsyncIterator, Dict, Iterator, List, Tuple
+from typing import Any, AsyncIterator, Dict, List, Tuple
 
 import pytest
 
@@ -54,31 +53,6 @@ def fastmux_loop_mismatch(loop: asyncio.AbstractEventLoop) -> str:
 def assert_on_fastmux_loop() -> None:
     mismatch = fastmux_loop_mismatch(asyncio.get_running_loop())
     assert not mismatch, mismatch
-
-
-def _open_fds() -> Dict[int, str]:
-    fds = {}
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            fds[int(name)] = os.readlink(f"/proc/self/fd/{name}")
-        except OSError:  # the listing's own descriptor, closed meanwhile
-            pass
-    return fds
-
-
-@pytest.fixture
-def no_leaks() -> Iterator[None]:
-    """Every descriptor the test opened is closed, and nothing it left to the
-    garbage collector warns (an unclosed socket, transport or loop)."""
-    before = _open_fds()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ResourceWarning)
-        yield
-        gc.collect()
-    resource_warnings = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
-    assert not resource_warnings
-    left = {fd: target for fd, target in _open_fds().items() if before.get(fd) != target}
-    assert not left, f"descriptors left open: {left}"
 
 
 # --- aiohttp: a web.Application behind aiohttp's runner, aiohttp's ClientSession

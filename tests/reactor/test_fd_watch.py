@@ -1,7 +1,9 @@
 """add_reader/add_writer on sockets, pipes, ttys and regular files, and the fd traps."""
 from __future__ import annotations
 
+import contextvars
 import os
+import selectors
 import socket
 import tempfile
 import time
@@ -364,3 +366,51 @@ def test_reused_fd_taken_by_an_accepted_connection(loop, socketpair, recorder, c
     assert any("closed" in ctx["message"] for ctx in loop.errors)
     loop.errors.clear()
     server.close()
+
+
+_var: contextvars.ContextVar[str] = contextvars.ContextVar("_var", default="unset")
+
+
+def test_fd_callbacks_run_the_handle_they_are_given(loop, socketpair, handles_module):
+    """``FdCallbacks.add(fileobj, event, handle)`` (what add_reader/add_writer and the
+    asyncio face's hooks call) runs that handle, in its context if it has one; the
+    handle it replaces, and the one removed, are cancelled."""
+    a, b = socketpair()
+    ctx = contextvars.copy_context()
+    ctx.run(_var.set, "given")
+    seen = []
+    first = handles_module.Handle(lambda: seen.append(("first", _var.get(), a.recv(10))), (), ctx)
+    loop._fdcb.add(a, selectors.EVENT_READ, first)
+    b.send(b"1")
+    assert loop.run_until(lambda: seen, timeout=TIMEOUT)
+    assert seen == [("first", "given", b"1")]
+    second = handles_module.Handle(lambda: seen.append(("second", _var.get(), a.recv(10))), ())
+    loop._fdcb.add(a, selectors.EVENT_READ, second)
+    assert first.cancelled() and not second.cancelled()
+    token = _var.set("caller's")  # no context of its own: whichever is current when it runs
+    try:
+        b.send(b"2")
+        assert loop.run_until(lambda: len(seen) == 2, timeout=TIMEOUT)
+    finally:
+        _var.reset(token)
+    assert seen[1] == ("second", "caller's", b"2")
+    assert loop._fdcb.remove(a, selectors.EVENT_READ)
+    assert second.cancelled()
+    with pytest.raises(TypeError, match="callable"):
+        loop._fdcb.add(a, selectors.EVENT_READ, handles_module.Handle(None, ()))
+    assert loop.statistics()["fd_callbacks"] == 0
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, GeneratorExit])
+def test_fd_callback_base_exception_propagates(loop, socketpair, exc_type):
+    """The Reactor face: what is not an Exception goes out of the run, as from any callback."""
+    a, b = socketpair()
+
+    def boom():
+        raise exc_type()
+
+    loop.add_reader(a, boom)
+    b.send(b"x")
+    with pytest.raises(exc_type):
+        loop.run_until(loop.time() + TIMEOUT)
+    assert loop.remove_reader(a)
