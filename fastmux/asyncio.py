@@ -79,7 +79,7 @@ def _run_legacy(main: Awaitable[_T], debug: Optional[bool]) -> _T:  # pragma: no
 
 def _make_policy_class() -> type:
     class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):  # type: ignore[misc,valid-type]
-        """asyncio's default policy, whose loops use fastmux's selectors."""
+        """asyncio's default policy, whose new loops are fastmux's (``new_event_loop()``)."""
 
         def new_event_loop(self) -> asyncio.AbstractEventLoop:
             return new_event_loop()
