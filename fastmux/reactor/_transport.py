@@ -126,6 +126,12 @@ class BaseTransport:
     def get_write_buffer_limits(self) -> Tuple[int, int]:
         return (self._low, self._high)
 
+    @property
+    def _protocol_paused(self) -> bool:
+        """asyncio's name for ``_proto_paused`` (3.9/3.10's TLS transport reads it
+        from the transport under it to decide whether sendfile must wait)."""
+        return self._proto_paused
+
     def get_write_buffer_size(self) -> int:
         """Bytes queued in memory (a stream's pending ``sendfile`` ranges are not: they are files)."""
         return self._wsize

@@ -29,17 +29,23 @@ How one iteration goes (``Reactor._run_once``)
    ``FdWatch.wait`` turns the deadline into a kernel timeout without ever
    rounding down (no spinning) and finishes sub-millisecond waits with
    microsecond precision (see ``_fdwatch``).
-2. Dispatch: every ready selector key's ``data`` *is* the object that owns
+2. The callbacks that were ready before the wait (``call_soon``,
+   ``call_soon_threadsafe``, signal handlers, connection_lost...), each in
+   its handle's ``contextvars.Context`` when it has one.  They run before
+   the I/O the wait found, as in asyncio: a task started before a datagram
+   arrives is waiting for it when it is delivered.
+3. Dispatch: every ready selector key's ``data`` *is* the object that owns
    the fd (a transport, a listening socket, an add_reader entry, the
    wake-up fd), and the loop calls ``data._on_io(mask)`` directly.  There is
    no Handle, no ready-queue round trip and no allocation per event.
-3. Re-queued work from the previous iteration (edge-triggered drains that
+4. Re-queued work from the previous iteration (edge-triggered drains that
    ran out of budget, ``resume_reading`` in edge mode).
-4. The callbacks that were ready when this step began (``call_soon``,
-   ``call_soon_threadsafe``, signal handlers, connection_lost...), each in
-   its handle's ``contextvars.Context`` when it has one.
 5. The timers whose deadline has passed, in deadline order, then
    scheduling order.
+6. The callbacks that steps 2-5 scheduled (a task woken by the data that
+   just arrived), unless ``stop()`` was called.  asyncio would run them
+   after another wait, with a zero timeout, before any I/O that wait
+   finds: running them now keeps that order and saves the wait.
 
 A callback that raises ``Exception`` goes to the exception handler
 (``set_exception_handler``; the default logs it with its traceback) and the
@@ -172,7 +178,7 @@ class _WakeupReader:
     empty (clearing first let a wake-up written between the clear and the
     read be swallowed, after which no thread ever woke the loop again).  A
     callback appended between the drain and the clear wrote nothing, but it
-    is already in ``_ready``, which this same iteration runs (step 4).
+    is already in ``_ready``, which this same iteration runs (step 6).
     """
 
     __slots__ = ("loop", "waker", "_io_requeued")
@@ -418,6 +424,8 @@ class Reactor:
         else:
             requeued = None
 
+        early = len(ready)  # scheduled before this iteration: step 2 runs them
+
         # 1. wait
         if ready or requeued or self._stopping:
             events = watch.poll()
@@ -429,7 +437,11 @@ class Reactor:
         else:
             events = watch.wait(None)
 
-        # 2. dispatch: the key's data owns the fd
+        # 2. the callbacks that were ready before the wait
+        if early:
+            self._run_ready(early)
+
+        # 3. dispatch: the key's data owns the fd
         if events:
             try:
                 if cython.compiled:
@@ -462,7 +474,7 @@ class Reactor:
                     self._requeue_all(events)
                 raise
 
-        # 3. edge-triggered work that ran out of budget last iteration
+        # 4. edge-triggered work that ran out of budget last iteration
         if requeued:
             done = 0
             try:
@@ -477,14 +489,6 @@ class Reactor:
                 self._requeue_io(requeued[done - 1])  # the interrupted one
                 self._requeue.extend(requeued[done:])  # not retried yet; their flags are still set
                 raise
-
-        # 4. ready callbacks
-        ntodo = len(ready)
-        while ntodo:
-            ntodo -= 1
-            h = ready.popleft()
-            if not h._cancelled:
-                self._run_handle(h)
 
         # 5. due timers, one at a time (an interruption loses none), and only
         # those scheduled before this step: a timer that re-arms itself with
@@ -501,6 +505,19 @@ class Reactor:
                     self._cancelled_timers -= 1
                     continue
                 h._scheduled = False
+                self._run_handle(h)
+
+        # 6. what steps 2-5 scheduled, now rather than after another wait
+        # (unless stop() was called: those then wait for the next run)
+        if ready and not self._stopping:
+            self._run_ready(len(ready))
+
+    def _run_ready(self, ntodo: int) -> None:
+        ready = self._ready
+        while ntodo:
+            ntodo -= 1
+            h = ready.popleft()
+            if not h._cancelled:
                 self._run_handle(h)
 
     def _run_handle(self, h: Any) -> None:

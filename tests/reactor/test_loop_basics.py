@@ -5,6 +5,7 @@ import concurrent.futures
 import gc
 import logging
 import os
+import socket
 import threading
 import time
 
@@ -52,20 +53,43 @@ def test_call_soon_order_and_args(loop):
     assert out == [0, 1, 2, 3, 4]
 
 
-def test_call_soon_from_callback_runs_next_iteration(loop):
+def test_callbacks_ready_before_the_wait_run_before_its_io(loop, closing):
+    """asyncio's order: what was scheduled before the wait runs before the I/O the
+    wait found, and what that I/O schedules runs in the same iteration."""
+    a, b = (closing(s) for s in socket.socketpair())
     out = []
 
-    def first():
-        out.append(("first", loop.statistics()["iterations"]))
-        loop.call_soon(second)
+    def on_read():
+        out.append(("read", a.recv(10), loop.statistics()["iterations"]))
+        loop.call_soon(lambda: out.append(("woken", loop.statistics()["iterations"])))
 
-    def second():
-        out.append(("second", loop.statistics()["iterations"]))
-        loop.stop()
+    loop.add_reader(a, on_read)
+    b.send(b"x")
+    loop.call_soon(lambda: out.append(("early", loop.statistics()["iterations"])))
+    assert loop.run_until(lambda: len(out) == 3, timeout=TIMEOUT)
+    loop.remove_reader(a)
+    assert [o[0] for o in out] == ["early", "read", "woken"]
+    assert out[0][-1] == out[1][-1] == out[2][-1]
 
-    loop.call_soon(first)
-    loop.run_forever()
-    assert out[1][1] == out[0][1] + 1
+
+def test_self_rescheduling_callback_does_not_starve_io(loop, closing):
+    """A callback that reschedules itself forever runs at most twice per iteration."""
+    a, b = (closing(s) for s in socket.socketpair())
+    spins = []
+    got = []
+
+    def spin():
+        spins.append(1)
+        loop.call_soon(spin)
+
+    loop.add_reader(a, lambda: got.append(a.recv(10)))
+    loop.call_soon(spin)
+    start = loop.statistics()["iterations"]
+    loop.call_later(0.01, b.send, b"x")
+    assert loop.run_until(lambda: got, timeout=TIMEOUT)
+    loop.remove_reader(a)
+    assert got == [b"x"]
+    assert len(spins) <= 2 * (loop.statistics()["iterations"] - start)
 
 
 def test_cancelled_handle_does_not_run(loop, handles_module):

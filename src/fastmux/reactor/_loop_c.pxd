@@ -64,8 +64,9 @@ cdef class Reactor:
     cdef public double _clock_resolution
     cdef public object _waker
 
-    @cython.locals(transport=BaseTransport, ntodo=Py_ssize_t, done=Py_ssize_t, end=double)
+    @cython.locals(transport=BaseTransport, early=Py_ssize_t, done=Py_ssize_t, end=double)
     cpdef _run_once(self)
+    cpdef _run_ready(self, Py_ssize_t ntodo)
     cpdef _requeue_io(self, obj)
     @cython.locals(ours=Handle)
     cpdef _run_handle(self, h)
