@@ -15,13 +15,14 @@ from typing import Dict, List, Set
 SOURCE = Path(__file__).resolve().parents[1] / "fastmux"
 
 # Lowest layer first; a module may import its own layer or lower ones only.
-# The package itself re-exports the reactor, so it sits with it.
+# The package itself re-exports the reactor, and fastmux.asyncio is the
+# reactor's asyncio face, so both sit with it.
 LAYERS = ("core", "reactor", "servers", "cli")
 
 
 def layer(module: str) -> str:
     parts = module.split(".")
-    if module == "fastmux" or parts[1] == "reactor":
+    if module in ("fastmux", "fastmux.asyncio") or parts[1] == "reactor":
         return "reactor"
     if parts[1] in ("servers", "http"):
         return "servers"

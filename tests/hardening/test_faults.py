@@ -969,11 +969,12 @@ def test_no_lost_wakeup_when_a_thread_calls_during_the_drain(loop):
     waker = loop._waker  # internal: the loop's Waker (eventfd or socketpair)
     real_drain = waker.drain
     injected = []
+    drains = []
 
     def drain_with_a_racing_call() -> None:
-        if not injected:
-            injected.append(1)
+        if not drains:  # the first drain (the callbacks may already have run)
             loop.call_soon_threadsafe(injected.append, "raced")
+        drains.append(1)
         real_drain()
 
     waker.drain = drain_with_a_racing_call
