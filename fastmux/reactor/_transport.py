@@ -59,7 +59,7 @@ class BaseTransport:
         self._sock: Optional[socket.socket] = None
         self._fd = -1
         self._events = 0  # what the selector watches for us (0: not registered)
-        self._wq: Deque[Any] = collections.deque()
+        self._wq: Optional[Deque[Any]] = None  # the write queue: see _queue
         self._wsize = 0  # bytes queued in memory
         self._high = DEFAULT_HIGH_WATER
         self._low = DEFAULT_HIGH_WATER // 4
@@ -70,6 +70,15 @@ class BaseTransport:
         self._sock_gone = False  # the fd was closed behind our back: never close the number
         self._io_requeued = False
         self._lost_handle: Optional[Handle] = None
+
+    def _queue(self) -> Deque[Any]:
+        """The write queue, made when something is first queued: most connections
+        never queue, and an empty deque costs 600 bytes per connection and a
+        cache line per write.  Read ``_wq`` for "anything queued?" (None is)."""
+        wq = self._wq
+        if wq is None:
+            wq = self._wq = collections.deque()
+        return wq
 
     def _own(self, sock: socket.socket) -> None:
         """Take ``sock`` (connected or bound, non-blocking): the loop's owner of its fd."""
@@ -185,7 +194,8 @@ class BaseTransport:
 
     def _discard_writes(self) -> None:
         """Drop what is queued: nothing more will be sent."""
-        self._wq.clear()
+        if self._wq:
+            self._wq.clear()
         self._wsize = 0
 
     def _call_connection_lost(self, exc: Optional[BaseException]) -> None:

@@ -174,7 +174,7 @@ class DatagramTransport(BaseTransport):
             except OSError as exc:
                 self._error_received(exc)
                 return
-        self._wq.append((data, addr))
+        self._queue().append((data, addr))
         self._wsize += len(data)
         self._update()
         if self._wsize > self._high and not self._proto_paused:

@@ -277,7 +277,7 @@ class StreamTransport(BaseTransport):
                 return
             if n:
                 data = memoryview(data)[n:]
-            self._wq.append(data)
+            self._queue().append(data)
             self._wsize += len(data)
             self._update()
             if self._wsize > self._high and not self._proto_paused:
@@ -297,7 +297,7 @@ class StreamTransport(BaseTransport):
         if self._wopen and not self._wq:
             self.write(data)  # a bytes copy of a bytearray/memoryview: the fast path
             return
-        self._wq.append(data)
+        self._queue().append(data)
         self._wsize += len(data)
         if self._wsize > self._high and not self._proto_paused:
             self._pause_protocol()
@@ -317,7 +317,7 @@ class StreamTransport(BaseTransport):
         if len(items) == 1:
             self.write(items[0])
             return
-        wq = self._wq
+        wq = self._queue()
         was_empty = not wq
         for d in items:
             wq.append(d)
@@ -507,7 +507,7 @@ class StreamTransport(BaseTransport):
             return
         if head.__class__ is not bytes:
             head = _as_bytes(head)
-        wq = self._wq
+        wq = self._queue()
         idle = not wq and not self._connecting
         if head:
             wq.append(head)

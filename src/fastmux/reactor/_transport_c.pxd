@@ -21,7 +21,7 @@ cdef class BaseTransport:
     cdef public int _fd
     cdef public object _protocol
     cdef public int _events
-    cdef public object _wq                  # collections.deque
+    cdef public object _wq                  # collections.deque, or None until first used
     cdef public Py_ssize_t _wsize
     cdef public Py_ssize_t _high
     cdef public Py_ssize_t _low
@@ -34,6 +34,7 @@ cdef class BaseTransport:
     cdef public object _lost_handle
 
     # Overridden by every transport (and declared again in its .pxd).
+    cpdef _queue(self)
     cpdef _on_io(self, int mask)
     cpdef _update(self)
     cpdef _fatal_error(self, exc, where)
