@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from asyncio import events, futures
 from contextvars import Context, copy_context
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Tuple
 
 try:
     import cython  # compiled: Cython's compile-time module; pure: Cython's shadow module, if installed
@@ -74,28 +74,27 @@ class AsyncioCore(Reactor):
         return _Future(loop=self)
 
     def call_soon(self, callback: Callable[..., Any], *args: Any, context: Optional[Context] = None) -> Handle:
-        if self._closed:
-            raise RuntimeError(_CLOSED)
-        if self._debug:
-            self._check_thread()
-            self._check_callback(callback, "call_soon")
-            h = _from_caller(events.Handle(callback, args, self, context))
-        else:
-            h = Handle(callback, args, copy_context() if context is None else context)
-        self._ready.append(h)
-        return h
+        return self._enqueue(callback, args, context, "call_soon")
 
     def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any,
                              context: Optional[Context] = None) -> Handle:
+        h = self._enqueue(callback, args, context, "call_soon_threadsafe")
+        self._wake_up()
+        return h
+
+    def _enqueue(self, callback: Callable[..., Any], args: Tuple[Any, ...], context: Optional[Context],
+                 method: str) -> Any:
+        """A handle for ``callback(*args)``, on the ready queue."""
         if self._closed:
             raise RuntimeError(_CLOSED)
         if self._debug:
-            self._check_callback(callback, "call_soon_threadsafe")
+            if method == "call_soon":  # call_soon_threadsafe may come from any thread
+                self._check_thread()
+            self._check_callback(callback, method)
             h = _from_caller(events.Handle(callback, args, self, context))
         else:
             h = Handle(callback, args, copy_context() if context is None else context)
         self._ready.append(h)
-        self._wake_up()
         return h
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any,

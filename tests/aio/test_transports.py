@@ -610,19 +610,25 @@ def test_start_tls_upgrades_a_plain_connection(loop: Any,
 # -- asyncio.Server: its connections
 
 
+async def serve_sinks(loop: Any, n: int) -> Tuple[Any, List[Sink], List[Any]]:
+    """A server of Sinks and ``n`` stream clients connected to it (each one's Sink made)."""
+    protos: List[Sink] = []
+
+    def factory() -> Sink:
+        protos.append(Sink())
+        return protos[-1]
+
+    server = await loop.create_server(factory, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    clients = [await asyncio.open_connection("127.0.0.1", port) for _ in range(n)]
+    await asyncio.gather(*(p.made for p in protos))
+    return server, protos, clients
+
+
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="Server.wait_closed waits for connections from 3.12")
 def test_server_wait_closed_waits_for_its_connections(loop: Any) -> None:
     async def main() -> None:
-        protos: List[Sink] = []
-
-        def factory() -> Sink:
-            protos.append(Sink())
-            return protos[-1]
-
-        server = await loop.create_server(factory, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        clients = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
-        await asyncio.gather(*(p.made for p in protos))
+        server, protos, clients = await serve_sinks(loop, 2)
         server.close()
         assert not server.is_serving()
         waiting = asyncio.ensure_future(server.wait_closed())
@@ -643,16 +649,7 @@ def test_server_wait_closed_waits_for_its_connections(loop: Any) -> None:
 @pytest.mark.parametrize("how", ["close_clients", "abort_clients"])
 def test_server_close_and_abort_clients(loop: Any, how: str) -> None:
     async def main() -> None:
-        protos: List[Sink] = []
-
-        def factory() -> Sink:
-            protos.append(Sink())
-            return protos[-1]
-
-        server = await loop.create_server(factory, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        clients = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
-        await asyncio.gather(*(p.made for p in protos))
+        server, protos, clients = await serve_sinks(loop, 3)
         server.close()
         getattr(server, how)()
         await server.wait_closed()  # every connection went

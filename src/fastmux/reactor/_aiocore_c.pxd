@@ -9,3 +9,5 @@ from fastmux.reactor._loop_c cimport Reactor
 
 cdef class AsyncioCore(Reactor):
     cdef public bint _debug
+
+    cpdef _enqueue(self, callback, tuple args, context, str method)
