@@ -172,6 +172,11 @@ class EventLoop(_core.AsyncioCore, _Asyncio):  # type: ignore[misc]
         if owner is not None and not owner.is_closing():
             raise RuntimeError(f"File descriptor {fd!r} is used by transport {owner!r}")
 
+    def _socket_extra(self, sock: socket.socket) -> Any:
+        """asyncio's ``get_extra_info("socket")``: a wrapper that refuses to close or
+        block the transport's socket (made once per transport, when asked for)."""
+        return trsock.TransportSocket(sock)
+
     def _make_socket_transport(self, sock: socket.socket, protocol: Any, waiter: Any = None, *,
                                extra: Any = None, server: Any = None) -> StreamTransport:
         base_events._set_nodelay(sock)
@@ -184,15 +189,15 @@ class EventLoop(_core.AsyncioCore, _Asyncio):  # type: ignore[misc]
                 server._attach(transport)
             else:
                 server._attach()
-        info = {"socket": trsock.TransportSocket(sock)}
-        for name, query in (("sockname", sock.getsockname), ("peername", sock.getpeername)):
-            try:
-                info[name] = query()
-            except OSError:
-                info[name] = None
+        # socket, sockname and peername are made when first asked for (an idle
+        # connection then holds no dict, tuples or wrapper: ~500 bytes); the
+        # peer address that accept() returned is kept as it is
         if extra:
-            info.update(extra)
-        transport._extra = info
+            extra = dict(extra)
+            if "peername" in extra:
+                transport._peer = extra.pop("peername")
+            if extra:
+                transport._extra = extra
         self.call_soon(_start_transport, transport, waiter)
         return transport
 

@@ -640,6 +640,10 @@ class Reactor:
         """Stop watching ``fd`` for writing; False if it was not watched."""
         return not self._closed and self._fdcb.remove(fd, EVENT_WRITE)
 
+    def _socket_extra(self, sock: Any) -> Any:
+        """What a transport's ``get_extra_info("socket")`` returns: the socket itself."""
+        return sock
+
     # -- fds closed behind our back (found by FdWatch, which already dropped the registration) --
 
     def _on_stale_fd(self, key: Any) -> None:

@@ -595,10 +595,10 @@ class StreamTransport(BaseTransport):
         sock = self._sock
         if sock is None:
             return default
-        if name == "socket":
-            return sock
         try:
-            if name == "peername":
+            if name == "socket":
+                value = self._loop._socket_extra(sock)
+            elif name == "peername":
                 value = self._peer if self._peer is not None else sock.getpeername()
             elif name == "sockname":
                 value = sock.getsockname()
