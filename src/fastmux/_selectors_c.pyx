@@ -166,6 +166,7 @@ class _SelectorMapping(Mapping):
 cdef struct Slot:
     uint32_t flags            # extra epoll flags (EpollSelector only)
     uint8_t events            # registered EVENT_* mask
+    uint8_t pair_events       # the events of the fd's cached pair in _pairs
 
 
 cdef class _Selector:
@@ -173,9 +174,11 @@ cdef class _Selector:
     cdef Poller _poller
     cdef Py_ssize_t _nkeys    # registrations (get_map()'s len)
     cdef list _by_fd          # fd -> SelectorKey or None: the hot-path lookup
-    # fd -> None or [(key, READ), (key, WRITE), (key, READ|WRITE)], each made
-    # on first use: select() hands out the same immutable pair every time an
-    # fd is ready the same way, instead of a new tuple per event.  Dropped
+    # fd -> None or the (key, events) pair select() last handed out for it
+    # (its events in Slot.pair_events): an fd that is ready the same way again
+    # (nearly always) gets the same immutable pair instead of a new tuple per
+    # event.  One tuple per fd, not one per mask: at 10 000 connections that
+    # is ~1 MiB less, and one object less to touch per event.  Dropped
     # whenever the fd's key or events change (_store).
     cdef list _pairs
     cdef Slot *_slots         # fd -> events and flags, as long as _by_fd
@@ -369,7 +372,6 @@ cdef class _Selector:
         cdef epoll_event *ready
         cdef Py_ssize_t nslots
         cdef Slot *slots
-        cdef list pairs
         if timeout is None:
             t = -1.0
         else:
@@ -411,15 +413,11 @@ cdef class _Selector:
             if events == 0:
                 result.append((key, 0))
                 continue
-            cached = <object>PyList_GET_ITEM(pairs_by_fd, fd)
-            if cached is None:
-                cached = [None, None, None]
-                pairs_by_fd[fd] = cached
-            pairs = <list>cached
-            pair = <object>PyList_GET_ITEM(pairs, events - 1)
-            if pair is None:
+            pair = <object>PyList_GET_ITEM(pairs_by_fd, fd)
+            if pair is None or slots[fd].pair_events != events:
                 pair = (key, events)
-                pairs[events - 1] = pair
+                pairs_by_fd[fd] = pair  # frees at most an old (key, int) tuple: runs no code
+                slots[fd].pair_events = events
             result.append(pair)
         return result
 
