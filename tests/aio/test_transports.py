@@ -88,7 +88,35 @@ def test_extra_info(loop: Any) -> None:
             assert writer.get_extra_info("peername") == ("127.0.0.1", port) == sock.getpeername()
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)  # asyncio sets it
             assert writer.get_extra_info("no such thing", "default") == "default"
+            assert writer.get_extra_info("socket") is sock  # made once, when first asked for
             await close_writer(writer)
+
+    run(loop, main())
+
+
+def test_accepted_transport_keeps_the_peer_address_from_accept(loop: Any) -> None:
+    """As asyncio's: the server side's peername is what accept() returned, so it
+    is still known after the peer has gone (getpeername() would then fail)."""
+    async def main() -> None:
+        accepted: "asyncio.Future[asyncio.StreamWriter]" = loop.create_future()
+
+        async def keep(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.set_result(writer)
+            with pytest.raises(ConnectionResetError):
+                await reader.read()
+
+        server = await asyncio.start_server(keep, "127.0.0.1", 0)
+        async with server:
+            client = socket.create_connection(server.sockets[0].getsockname()[:2])
+            writer = await asyncio.wait_for(accepted, TIMEOUT)
+            assert_reactor_transport(writer.transport)
+            client_addr = client.getsockname()
+            rst_close(client)  # the peer is gone before anyone asked
+            await asyncio.sleep(0.05)
+            with pytest.raises(OSError):
+                writer.get_extra_info("socket").getpeername()
+            assert writer.get_extra_info("peername") == client_addr
+            writer.close()
 
     run(loop, main())
 
