@@ -7,6 +7,8 @@
 from fastmux.reactor._loop_c cimport Reactor
 
 
+cdef dict _tasks_namespace
+
 cpdef object _from_caller(object h)
 
 
