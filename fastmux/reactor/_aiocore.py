@@ -60,8 +60,8 @@ _Future = futures.Future
 _THIS_FILE = __file__
 
 _asyncio_create_task = base_events.BaseEventLoop.create_task
-# asyncio.tasks.Task, read as asyncio reads it (on each call: tracers replace it) but
-# from the module's dict, a quarter of the instructions of a module attribute lookup.
+# asyncio.tasks.Task is read on each call, as asyncio reads it (tracers replace it), but
+# from the module's dict: a dict lookup, not a module attribute lookup.
 _tasks_namespace = vars(tasks)
 # The forms of asyncio's create_task mirrored here: 3.9 and 3.10 take a name, 3.11 to
 # 3.13.2 a context too; a later one (with **kwargs) is left to asyncio.
