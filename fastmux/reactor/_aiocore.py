@@ -3,7 +3,8 @@
 asyncio's futures and tasks (C code in ``_asyncio``) schedule every step of
 every task with ``loop.call_soon(callback, arg, context=ctx)`` and ask
 ``loop.get_debug()`` for every new future (which streams make with
-``loop.create_future()`` for every wait); :class:`AsyncioCore` gives them
+``loop.create_future()`` for every wait), and servers make a task per
+connection or request with ``loop.create_task()``; :class:`AsyncioCore` gives them
 the Reactor's own ready queue and timer heap with asyncio's rules on top:
 
 * every callback runs in a ``contextvars.Context`` (the one given, else a
@@ -16,7 +17,15 @@ the Reactor's own ready queue and timer heap with asyncio's rules on top:
 * a callback's exception goes to the exception handler unless it is
   SystemExit or KeyboardInterrupt (asyncio's ``Handle._run``), so a
   ``CancelledError`` escaping a callback is reported, not raised out of
-  ``run_forever``.
+  ``run_forever``;
+* ``create_task`` is the running interpreter's ``BaseEventLoop.create_task``
+  where that has the form of 3.9 to 3.13.2 (``name``, and ``context`` from
+  3.11), but makes its ``tasks.Task`` without a Python frame.  With a task
+  factory set (``asyncio.eager_task_factory`` included) asyncio's own method
+  does the work, since how it calls the factory and names the task differs
+  between versions; so it does on the versions whose method takes
+  ``**kwargs`` (3.13.3 on), whose task factory contract changed again
+  between patch releases.
 
 Compiled into ``_aiocore_c`` (typed by ``src/fastmux/reactor/_aiocore_c.pxd``),
 ``AsyncioCore`` is an extension type on the compiled ``Reactor``, so these
@@ -25,8 +34,9 @@ the asyncio API lives in plain Python in ``aioloop``.
 """
 from __future__ import annotations
 
+import inspect
 import time
-from asyncio import events, futures
+from asyncio import base_events, events, futures, tasks
 from contextvars import Context, copy_context
 from typing import Any, Callable, Optional, Tuple
 
@@ -49,11 +59,22 @@ _CLOSED = "Event loop is closed"
 _Future = futures.Future
 _THIS_FILE = __file__
 
+_asyncio_create_task = base_events.BaseEventLoop.create_task
+# asyncio.tasks.Task is read on each call, as asyncio reads it (tracers replace it), but
+# from the module's dict: a dict lookup, not a module attribute lookup.
+_tasks_namespace = vars(tasks)
+# The forms of asyncio's create_task mirrored here: 3.9 and 3.10 take a name, 3.11 to
+# 3.13.2 a context too; a later one (with **kwargs) is left to asyncio.
+_CREATE_TASK_FORM = tuple(inspect.signature(_asyncio_create_task).parameters)
+_CREATE_TASK_NAMED = _CREATE_TASK_FORM == ("self", "coro", "name")
+_CREATE_TASK_WITH_CONTEXT = _CREATE_TASK_FORM == ("self", "coro", "name", "context")
+
 
 def _from_caller(h: Any) -> Any:
-    """``h``, an asyncio handle made in debug mode, with this module's frames cut from
-    the end of its ``_source_traceback`` (as asyncio cuts its own loop's), so that it
-    says where the caller scheduled it.  Compiled, this module runs in no frame."""
+    """``h``, an asyncio handle or task, with this module's frames cut from the end of
+    its ``_source_traceback`` (made in debug mode only; asyncio cuts its own loop's),
+    so that it says where the caller scheduled it.  Compiled, this module runs in no
+    frame."""
     tb = h._source_traceback
     while tb and tb[-1].filename == _THIS_FILE:
         del tb[-1]
@@ -65,6 +86,7 @@ class AsyncioCore(Reactor):
 
     def __init__(self, backend: Optional[str] = None, *, selector: Any = None) -> None:
         self._debug = False
+        self._task_factory = None  # asyncio's BaseEventLoop.__init__ sets it again
         Reactor.__init__(self, backend, selector=selector)
 
     def get_debug(self) -> bool:
@@ -72,6 +94,32 @@ class AsyncioCore(Reactor):
 
     def create_future(self) -> futures.Future:
         return _Future(loop=self)
+
+    if _CREATE_TASK_WITH_CONTEXT:
+        def create_task(self, coro: Any, *, name: Optional[str] = None,
+                        context: Optional[Context] = None) -> Any:
+            if self._task_factory is None:
+                return self._new_task(coro, name, context)
+            return _asyncio_create_task(self, coro, name=name, context=context)
+    elif _CREATE_TASK_NAMED:
+        def create_task(self, coro: Any, *, name: Optional[str] = None) -> Any:  # type: ignore[misc]
+            if self._task_factory is None:
+                return self._new_task(coro, name, None)
+            return _asyncio_create_task(self, coro, name=name)
+
+    def _new_task(self, coro: Any, name: Optional[str], context: Optional[Context]) -> Any:
+        """asyncio's create_task without a task factory: ``tasks.Task`` (looked up on
+        every call, as asyncio does), its debug traceback ending at the caller."""
+        if self._closed:
+            raise RuntimeError(_CLOSED)
+        task_cls = _tasks_namespace["Task"]
+        if context is None:  # Task's own default; 3.9 and 3.10's Task takes no context
+            task = task_cls(coro, loop=self, name=name)
+        else:
+            task = task_cls(coro, loop=self, name=name, context=context)
+        if self._debug:  # else the task has no traceback to cut
+            _from_caller(task)
+        return task
 
     def call_soon(self, callback: Callable[..., Any], *args: Any, context: Optional[Context] = None) -> Handle:
         return self._enqueue(callback, args, context, "call_soon")

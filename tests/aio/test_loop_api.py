@@ -98,6 +98,16 @@ def test_every_name_the_reactor_shares_with_asyncio_is_decided() -> None:
     assert reactors == set(REACTOR_BY_DESIGN)
 
 
+def test_create_task_is_asyncio_core_s_where_it_mirrors_asyncio_s_form() -> None:
+    """AsyncioCore's create_task (a Task made in C) takes the place of asyncio's only
+    where asyncio's has a form it mirrors, with the same parameters; tests/aio/
+    test_scheduling.py checks that it behaves as asyncio's."""
+    params = tuple(inspect.signature(base_events.BaseEventLoop.create_task).parameters)
+    mirrored = params in {("self", "coro", "name"), ("self", "coro", "name", "context")}
+    assert _definer(EventLoop, "create_task") is (AsyncioCore if mirrored else base_events.BaseEventLoop)
+    assert tuple(inspect.signature(EventLoop.create_task).parameters) == params
+
+
 def test_reactor_methods_kept_behave_as_asyncio_says() -> None:
     loop = EventLoop()
     try:

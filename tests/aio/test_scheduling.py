@@ -1,11 +1,13 @@
 """asyncio's scheduling rules on fastmux's loop: call_soon/call_later/call_at
 and call_soon_threadsafe with contexts, handles, ordering, closed-loop and
-debug-mode checks, and what becomes of a callback's exception (asyncio's
-rule on the asyncio face; the Reactor keeps its own)."""
+debug-mode checks, what becomes of a callback's exception (asyncio's rule
+on the asyncio face; the Reactor keeps its own), and create_task with and
+without a task factory."""
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import sys
 import threading
 from typing import Any, Callable, List
 
@@ -323,6 +325,176 @@ def test_reader_callback_system_exit_propagates(loop: Any, exc_type: type) -> No
     for task in asyncio.all_tasks(loop):
         task.cancel()
         loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
+
+
+# -- create_task: asyncio's own, for the running interpreter
+
+
+async def _task_facts(result: Any = None) -> Any:
+    """What a task sees of itself: its name and the context it runs in."""
+    return asyncio.current_task().get_name(), var.get(), result  # type: ignore[union-attr]
+
+
+def _on_both(scenario: Callable[[Any], Any]) -> Any:
+    """``scenario(loop)`` on the stdlib's loop and on fastmux's: what each returns must be
+    the same (so the test follows whatever this interpreter's asyncio does)."""
+    import fastmux.asyncio as fasyncio
+
+    results = []
+    for new_loop in (asyncio.SelectorEventLoop, fasyncio.new_event_loop):
+        loop = new_loop()
+        try:
+            results.append(scenario(loop))
+        finally:
+            loop.close()
+    assert results[0] == results[1]
+    return results[1]
+
+
+def test_create_task_runs_the_coroutine_in_a_named_task(loop: Any) -> None:
+    async def main() -> Any:
+        token = var.set("caller's")
+        try:
+            named = loop.create_task(_task_facts(1), name="the task")
+            unnamed = loop.create_task(_task_facts(2))
+        finally:
+            var.reset(token)
+        assert isinstance(named, asyncio.Task) and named.get_loop() is loop
+        assert {named, unnamed} <= asyncio.all_tasks(loop) and not named.done()
+        return await named, await unnamed, unnamed.get_name()
+
+    named, unnamed, default_name = loop.run_until_complete(main())
+    assert named == ("the task", "caller's", 1)  # a copy of the caller's context
+    assert default_name.startswith("Task-") and unnamed == (default_name, "caller's", 2)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="create_task takes a context from 3.11")
+def test_create_task_runs_in_the_context_given(loop: Any) -> None:
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, "given")
+    task = loop.create_task(_task_facts(), context=ctx)
+    assert loop.run_until_complete(task)[1] == "given"
+    assert var.get() == "unset"
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 11), reason="create_task takes a context from 3.11")
+def test_create_task_takes_no_context_before_3_11(loop: Any) -> None:
+    coro = _task_facts()
+    try:
+        with pytest.raises(TypeError, match="context"):
+            loop.create_task(coro, context=contextvars.copy_context())
+    finally:
+        coro.close()
+
+
+def test_create_task_refuses_a_non_coroutine(loop: Any) -> None:
+    with pytest.raises(TypeError, match="coroutine"):
+        loop.create_task(print)  # type: ignore[arg-type]
+
+
+def test_create_task_uses_the_task_class_of_the_moment(loop: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """asyncio reads ``asyncio.tasks.Task`` on every call; so does fastmux (tracers replace it)."""
+    class Traced(asyncio.Task):  # type: ignore[type-arg]
+        pass
+
+    monkeypatch.setattr(asyncio.tasks, "Task", Traced)
+    task = loop.create_task(_task_facts(), name="traced")
+    assert type(task) is Traced
+    assert loop.run_until_complete(task)[0] == "traced"
+
+
+@pytest.mark.parametrize("factory_set", [False, True], ids=["no-factory", "factory"])
+def test_closed_loop_refuses_create_task(factory_set: bool, no_leaks: None,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before any task is made (asyncio checks first: a half-made task would be
+    reported as destroyed while pending)."""
+    import fastmux.asyncio as fasyncio
+
+    loop = fasyncio.new_event_loop()
+    calls: List[Any] = []
+    monkeypatch.setattr(asyncio.tasks, "Task", lambda *args, **kwargs: calls.append(args))
+    if factory_set:
+        loop.set_task_factory(lambda *args, **kwargs: calls.append(args))
+    loop.close()
+    coro = _task_facts()
+    try:
+        with pytest.raises(RuntimeError, match="^Event loop is closed$"):
+            loop.create_task(coro)
+    finally:
+        coro.close()
+    assert calls == []
+
+
+def test_task_factory_is_called_as_asyncio_calls_it() -> None:
+    """With a factory set, the factory gets what asyncio's create_task gives it in this
+    version (``context=`` only when one is given, from 3.11), and the task's name is
+    set afterwards the way this version sets it."""
+    def scenario(loop: Any) -> Any:
+        calls: List[Any] = []
+
+        def factory(loop_: Any, coro: Any, **kwargs: Any) -> Any:
+            calls.append((loop_ is loop, sorted(kwargs)))
+            return asyncio.Task(coro, loop=loop_, **kwargs)
+
+        async def main() -> Any:
+            assert loop.get_task_factory() is None
+            loop.set_task_factory(factory)
+            assert loop.get_task_factory() is factory
+            tasks = [loop.create_task(_task_facts(), name="named"), loop.create_task(_task_facts())]
+            if sys.version_info >= (3, 11):
+                tasks.append(loop.create_task(_task_facts(), context=contextvars.copy_context(), name="ctx"))
+            loop.set_task_factory(None)
+            done = [await t for t in tasks]
+            return [t.get_name() for t in tasks], [d[0] for d in done]
+
+        def numberless(names: List[str]) -> List[str]:  # "Task-<n>": n differs between the loops
+            return [n if not n.startswith("Task-") else "Task-n" for n in names]
+
+        names, seen = loop.run_until_complete(main())
+        return numberless(names), numberless(seen), calls  # 3.13.0 names an unnamed task "None"
+
+    names, seen, calls = _on_both(scenario)
+    assert names[0] == seen[0] == "named"
+    assert calls[:2] == [(True, []), (True, [])]
+    if sys.version_info >= (3, 11):
+        assert calls[2] == (True, ["context"]) and names[2] == "ctx"
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks are 3.12+")
+def test_eager_task_factory_runs_the_first_step_at_once() -> None:
+    def scenario(loop: Any) -> Any:
+        async def main() -> Any:
+            loop.set_task_factory(asyncio.eager_task_factory)
+            done_at_once = loop.create_task(_task_facts("eager"), name="eager")
+            waits = loop.create_task(asyncio.sleep(0, result="slept"), name="waits")
+            state = done_at_once.done(), waits.done()
+            return state, done_at_once.result()[1:], done_at_once.get_name(), await waits, waits.get_name()
+
+        return loop.run_until_complete(main())
+
+    state, result, name, slept, waits_name = _on_both(scenario)
+    assert state == (True, False) and result == ("unset", "eager") and slept == "slept"
+    assert name == waits_name.replace("waits", "eager") == "eager"
+
+
+@pytest.mark.parametrize("factory_set", [False, True], ids=["no-factory", "factory"])
+def test_debug_tasks_record_where_they_were_made(loop: Any, factory_set: bool) -> None:
+    loop.set_debug(True)
+    if factory_set:
+        loop.set_task_factory(lambda loop_, coro: asyncio.Task(coro, loop=loop_))
+
+    async def main() -> Any:
+        task = loop.create_task(_task_facts())
+        await task
+        return task._source_traceback
+
+    traceback = loop.run_until_complete(main())
+    if factory_set:  # as on asyncio's loop: made in the factory, called by asyncio's create_task
+        assert [(f.name, f.filename.endswith("base_events.py")) for f in traceback[-2:]] == \
+            [("create_task", True), ("<lambda>", False)]
+    else:  # asyncio cuts its create_task's frame: fastmux leaves none of its own
+        assert traceback[-1].name == "main"
+        assert not any("_aiocore" in f.filename for f in traceback)
 
 
 # -- the Reactor face keeps its rule: anything but an Exception propagates

@@ -7,7 +7,14 @@
 from fastmux.reactor._loop_c cimport Reactor
 
 
+cdef dict _tasks_namespace
+
+cpdef object _from_caller(object h)
+
+
 cdef class AsyncioCore(Reactor):
     cdef public bint _debug
+    cdef public object _task_factory
 
+    cpdef _new_task(self, coro, name, context)
     cpdef _enqueue(self, callback, tuple args, context, str method)
