@@ -192,8 +192,8 @@ class StreamTransport(BaseTransport):
     """
 
     __slots__ = (
-        "_data_received", "_reader_type", "_server", "_extra", "_peer", "_reading", "_read_closed", "_eof_written",
-        "_connecting", "_connector", "_wopen", "_buffered", "_flushed", "max_read_size",
+        "_data_received", "_reader_type", "_server", "_extra", "_peer", "_reading", "_read_closed",
+        "_eof_written", "_connecting", "_connector", "_wopen", "_buffered", "_flushed", "max_read_size",
     )
 
     # asyncio's start_tls() may wrap it (asyncio's sslproto over this transport)
