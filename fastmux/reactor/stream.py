@@ -23,6 +23,15 @@ per-request path enters no try block), and both twins run the whole
 reactor suite (``tests/reactor``).  Whatever tests patch stays a module
 global (``MAX_READ``, ``_sigpipe_ignored``).
 
+asyncio's streams
+-----------------
+
+For a protocol that is exactly asyncio's ``StreamReaderProtocol`` (what
+``asyncio.start_server``/``open_connection`` make), the transport feeds its
+``StreamReader`` itself (``_feed_reader``): compiled, the four Python frames
+that asyncio runs per chunk become C calls.  Subclasses, and readers that are
+not exactly ``asyncio.StreamReader``, get their own methods.
+
 Writes and back-pressure
 ------------------------
 
@@ -104,6 +113,49 @@ def _is_buffered(protocol: Any) -> bool:
     return hasattr(protocol, "get_buffer") and not hasattr(protocol, "data_received")
 
 
+def _stream_reader_type(protocol: Any) -> Any:
+    """``asyncio.StreamReader`` if ``protocol`` is exactly asyncio's ``StreamReaderProtocol``
+    (whose ``data_received`` ``_feed_reader`` does), else None.  A subclass may override
+    anything, so it gets its own ``data_received``.  Looked up only if asyncio.streams is loaded."""
+    aio = sys.modules.get("asyncio.streams")
+    if aio is not None and type(protocol) is aio.StreamReaderProtocol:
+        return aio.StreamReader
+    return None
+
+
+def _feed_reader(protocol: Any, reader_type: Any, data: bytes) -> bool:
+    """Do what ``protocol.data_received(data)`` does for asyncio's streams: True, or False,
+    having done nothing, unless the protocol's reader is exactly ``reader_type``.
+
+    Per chunk, asyncio's own runs four Python frames: ``data_received``, the
+    ``_stream_reader`` property (a weakref), ``StreamReader.feed_data`` and its
+    ``_wakeup_waiter``; this is them (identical in Python 3.9-3.13), compiled into
+    C with the transport.  The reader's type is checked on every chunk because a
+    subclass may override ``feed_data``; with no reader (None or collected) the real
+    ``data_received`` runs, which does nothing.  ``data`` is never empty here (an
+    empty read is EOF), so ``feed_data``'s early return for ``b""`` cannot apply.
+    """
+    wr = protocol._stream_reader_wr
+    reader = None if wr is None else wr()
+    if type(reader) is not reader_type:
+        return False
+    assert not reader._eof, "feed_data after feed_eof"
+    reader._buffer.extend(data)
+    waiter = reader._waiter  # a read*() waiting for data: wake it
+    if waiter is not None:
+        reader._waiter = None
+        if not waiter.cancelled():
+            waiter.set_result(None)
+    if reader._transport is not None and not reader._paused and len(reader._buffer) > 2 * reader._limit:
+        try:
+            reader._transport.pause_reading()
+        except NotImplementedError:
+            reader._transport = None  # it cannot pause: buffer everything, and stop trying
+        else:
+            reader._paused = True
+    return True
+
+
 def _sigpipe_ignored() -> bool:
     if _SIGPIPE is None:
         return True
@@ -140,8 +192,8 @@ class StreamTransport(BaseTransport):
     """
 
     __slots__ = (
-        "_data_received", "_server", "_extra", "_peer", "_reading", "_read_closed", "_eof_written",
-        "_connecting", "_connector", "_wopen", "_buffered", "_flushed", "max_read_size",
+        "_data_received", "_reader_type", "_server", "_extra", "_peer", "_reading", "_read_closed",
+        "_eof_written", "_connecting", "_connector", "_wopen", "_buffered", "_flushed", "max_read_size",
     )
 
     # asyncio's start_tls() may wrap it (asyncio's sslproto over this transport)
@@ -151,6 +203,7 @@ class StreamTransport(BaseTransport):
                  server: Any = None, peer: Any = None) -> None:
         super().__init__(loop, protocol)
         self._data_received: Any = None  # the protocol's, looked up once it is connected
+        self._reader_type: Any = None  # asyncio.StreamReader: the protocol is asyncio's (_feed_reader)
         self._server = server
         self._extra: Optional[Dict[str, Any]] = None
         self._peer = peer
@@ -248,14 +301,20 @@ class StreamTransport(BaseTransport):
                     self._fatal_error(exc, "recv")
                     return
             if data:
-                try:
-                    self._data_received(data)
-                except Exception as exc:
-                    self._protocol_failed(exc, "data_received")
+                self._deliver(data)
             elif data is not None:
                 self._eof()
         if mask & EVENT_WRITE and self._wq:
             self._write_ready()
+
+    def _deliver(self, data: bytes) -> None:
+        """``protocol.data_received(data)``, or for asyncio's streams what it does."""
+        try:
+            reader_type = self._reader_type
+            if reader_type is None or not _feed_reader(self._protocol, reader_type, data):
+                self._data_received(data)
+        except Exception as exc:
+            self._protocol_failed(exc, "data_received")
 
     def write(self, data: Any) -> None:
         """Send ``data`` now if the socket takes it; queue the rest."""
@@ -586,6 +645,7 @@ class StreamTransport(BaseTransport):
     def _use_protocol(self, protocol: Any) -> None:
         self._buffered = buffered = _is_buffered(protocol)
         self._data_received = None if buffered else protocol.data_received
+        self._reader_type = _stream_reader_type(protocol)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """``'peername'``, ``'sockname'``, ``'socket'`` (the socket itself: do not close it)."""
@@ -734,11 +794,7 @@ class _EdgeStreamTransport(StreamTransport):
             if not data:
                 self._eof()
                 return
-            try:
-                self._data_received(data)
-            except Exception as exc:
-                self._protocol_failed(exc, "data_received")
-                return
+            self._deliver(data)  # a failed protocol closes the transport: the loop ends
 
     def resume_reading(self) -> None:
         if self._closing or self._reading:

@@ -33,6 +33,7 @@ cdef int EVENT_READ, EVENT_WRITE
 
 cdef class StreamTransport(BaseTransport):
     cdef public object _data_received
+    cdef public object _reader_type
     cdef public object _server
     cdef public object _extra
     cdef public object _peer
@@ -52,6 +53,7 @@ cdef class StreamTransport(BaseTransport):
     cpdef _update(self)
     @cython.locals(data=bytes)
     cpdef _on_io(self, int mask)
+    cdef _deliver(self, bytes data)
     @cython.locals(n=Py_ssize_t)
     cpdef write(self, data)
     @cython.locals(left=Py_ssize_t, size=Py_ssize_t, total=Py_ssize_t, n=Py_ssize_t)
@@ -59,6 +61,10 @@ cdef class StreamTransport(BaseTransport):
     cpdef _write_ready(self)
     cpdef bint _read_buffered(self) except -1
     cpdef resume_reading(self)
+
+
+# asyncio's StreamReaderProtocol.data_received -> StreamReader.feed_data, as C calls.
+cdef bint _feed_reader(object protocol, object reader_type, bytes data) except -1
 
 
 cdef class _EdgeStreamTransport(StreamTransport):
