@@ -116,11 +116,20 @@ def _is_buffered(protocol: Any) -> bool:
 def _stream_reader_type(protocol: Any) -> Any:
     """``asyncio.StreamReader`` if ``protocol`` is exactly asyncio's ``StreamReaderProtocol``
     (whose ``data_received`` ``_feed_reader`` does), else None.  A subclass may override
-    anything, so it gets its own ``data_received``.  Looked up only if asyncio.streams is loaded."""
+    anything, so it gets its own ``data_received``; so does every protocol while a mock
+    or tracer has replaced one of the methods ``_feed_reader`` stands for on asyncio's
+    classes.  Looked up only if asyncio.streams is loaded."""
     aio = sys.modules.get("asyncio.streams")
-    if aio is not None and type(protocol) is aio.StreamReaderProtocol:
-        return aio.StreamReader
-    return None
+    if aio is None or type(protocol) is not aio.StreamReaderProtocol:
+        return None
+    reader_type = aio.StreamReader
+    stood_for = (aio.StreamReaderProtocol.__dict__.get("data_received"),
+                 getattr(aio.StreamReaderProtocol.__dict__.get("_stream_reader"), "fget", None),
+                 reader_type.__dict__.get("feed_data"), reader_type.__dict__.get("_wakeup_waiter"))
+    for f in stood_for:
+        if getattr(getattr(f, "__code__", None), "co_filename", None) != aio.__file__:
+            return None
+    return reader_type
 
 
 def _feed_reader(protocol: Any, reader_type: Any, data: bytes) -> bool:

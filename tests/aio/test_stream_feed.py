@@ -245,6 +245,38 @@ def test_protocol_subclass_gets_its_data_received(loop: Any) -> None:
     assert received == [b"abc"]
 
 
+@pytest.mark.parametrize("cls_name, method", [
+    ("StreamReader", "feed_data"), ("StreamReader", "_wakeup_waiter"),
+    ("StreamReaderProtocol", "data_received"),
+])
+def test_methods_patched_on_asyncio_classes_are_called(loop: Any, monkeypatch: Any, cls_name: str,
+                                                      method: str) -> None:
+    """A mock or tracer that replaces one of the methods the transport stands in
+    for, on asyncio's class itself, sees every call: the transport then leaves
+    the work to asyncio's methods."""
+    cls = getattr(asyncio, cls_name)
+    original = getattr(cls, method)
+    calls: List[Any] = []
+
+    def traced(self: Any, *args: Any) -> Any:
+        calls.append(args)
+        return original(self, *args)
+
+    monkeypatch.setattr(cls, method, traced)
+
+    async def main() -> None:
+        reader = asyncio.StreamReader()
+        transport, peer = await connect(reader)
+        task = asyncio.ensure_future(reader.read(100))
+        await until(lambda: reader._waiter is not None)
+        peer.sendall(b"seen")
+        assert await task == b"seen"
+        close(transport, peer)
+
+    run(loop, main())
+    assert calls
+
+
 def test_reader_collected(loop: Any) -> None:
     """asyncio's protocol holds its reader weakly: once the reader is gone,
     bytes are dropped and the connection stays up."""

@@ -53,7 +53,7 @@ cdef class StreamTransport(BaseTransport):
     cpdef _update(self)
     @cython.locals(data=bytes)
     cpdef _on_io(self, int mask)
-    cdef _deliver(self, bytes data)
+    cpdef _deliver(self, bytes data)
     @cython.locals(n=Py_ssize_t)
     cpdef write(self, data)
     @cython.locals(left=Py_ssize_t, size=Py_ssize_t, total=Py_ssize_t, n=Py_ssize_t)
