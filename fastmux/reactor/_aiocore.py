@@ -167,6 +167,24 @@ class AsyncioCore(Reactor):
         self._schedule(h)
         return h
 
+    def _run_handle(self, h: Any) -> None:
+        """The Reactor's, and in debug mode asyncio's report of a callback (a task's
+        step included) that held the loop ``slow_callback_duration`` or longer; the
+        running handle is ``_current_handle``, whose traceback the exception handler
+        then adds."""
+        if not self._debug:
+            Reactor._run_handle(self, h)
+            return
+        self._current_handle = h
+        try:
+            t0 = _monotonic()
+            Reactor._run_handle(self, h)
+            dt = _monotonic() - t0
+            if dt >= self.slow_callback_duration:
+                base_events.logger.warning("Executing %s took %.3f seconds", base_events._format_handle(h), dt)
+        finally:
+            self._current_handle = None
+
     def _timer_handle_cancelled(self, handle: Any) -> None:
         """An ``asyncio.TimerHandle`` (debug mode) is being cancelled: counted as our own ones are.
         asyncio calls this *before* it marks the handle cancelled, so a purge that this

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
+import re
 import sys
 import threading
+import time
 from typing import Any, Callable, List
 
 import pytest
@@ -271,6 +274,38 @@ def test_callback_exception_goes_to_the_handler(loop: Any, how: str, debug: bool
     assert context["exception"] is boom
     assert context["handle"] is handle
     assert context["message"].startswith("Exception in callback")
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["fast", "debug"])
+def test_debug_reports_slow_callbacks_and_task_steps(loop: Any, debug: bool,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """asyncio's debug mode: a callback or task step that holds the loop for
+    ``slow_callback_duration`` or longer is logged, with the handle it ran."""
+    loop.set_debug(debug)
+    loop.slow_callback_duration = 0.02
+    current: List[Any] = []
+
+    def quick() -> None:
+        current.append(loop._current_handle)
+
+    def slow_callback() -> None:
+        time.sleep(0.03)
+
+    async def slow_step() -> None:
+        time.sleep(0.03)
+
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        quick_handle = loop.call_soon(quick)
+        loop.call_soon(slow_callback)
+        loop.run_until_complete(slow_step())
+    reports = [r.getMessage() for r in caplog.records if r.name == "asyncio"]
+    if not debug:
+        assert reports == [] and current == [None]
+        return
+    assert current == [quick_handle] and loop._current_handle is None
+    assert len(reports) == 2, reports
+    assert re.match(r"^Executing <Handle .*slow_callback.*> took 0\.\d{3} seconds$", reports[0])
+    assert re.match(r"^Executing <Task .*slow_step.*> took 0\.\d{3} seconds$", reports[1])
 
 
 @pytest.mark.parametrize("debug", [False, True], ids=["fast", "debug"])

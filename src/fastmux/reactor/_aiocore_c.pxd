@@ -18,3 +18,4 @@ cdef class AsyncioCore(Reactor):
 
     cpdef _new_task(self, coro, name, context)
     cpdef _enqueue(self, callback, tuple args, context, str method)
+    cpdef _run_handle(self, h)
