@@ -196,6 +196,15 @@ class _Selector(BaseSelector):
             ready.append((key, events & key.events))
         return ready
 
+    def _select_data(self, timeout: Optional[float] = None) -> List[Any]:
+        """``select()`` for the reactor: ``[data, events, data, events, ...]``, flat
+        (the compiled selector's reads no key; here it is select()'s result)."""
+        flat: List[Any] = []
+        for key, events in self.select(timeout):
+            flat.append(key.data)
+            flat.append(events)
+        return flat
+
     def close(self) -> None:
         """Close the selector and drop every registration."""
         if not self._closed:

@@ -164,6 +164,11 @@ class FdWatch:
         self.edge: bool = bool(edge)
         self.resolution: float = _RESOLUTION.get(backend, 1e-3)
         self._exclusive_ok = self.flags_ok
+        # fastmux's selectors hand the ready list out flat, by registration data
+        # (_select_data); any other is converted (_ready_list), and so is a
+        # wrapper that only forwards attributes to one of ours (whose select()
+        # is what it watches)
+        self._flat_native: bool = hasattr(type(selector), "_select_data")
         self._on_stale = on_stale
         self._on_bad_fd = on_bad_fd
         self._always: Dict[int, Any] = {}  # fd -> SelectorKey: regular files under epoll
@@ -306,25 +311,55 @@ class FdWatch:
     # -- waiting ---------------------------------------------------------
 
     def poll(self) -> List[Tuple[Any, int]]:
-        """The ready list, without blocking."""
+        """The ready list, ``[(key, events)]``, without blocking."""
+        return self._poll(False)
+
+    def wait(self, deadline: Optional[float]) -> List[Tuple[Any, int]]:
+        """Block until something is ready or ``deadline`` (monotonic seconds; None:
+        forever); the ready list, ``[(key, events)]``."""
+        return self._wait(deadline, False)
+
+    def poll_data(self) -> List[Any]:
+        """``poll()``, flat by registration data: ``[data, events, data, events, ...]``."""
+        return self._poll(True)
+
+    def wait_data(self, deadline: Optional[float]) -> List[Any]:
+        """``wait()``, flat by registration data: ``[data, events, data, events, ...]``
+        (what the reactor dispatches: no key is touched per event)."""
+        return self._wait(deadline, True)
+
+    def _ready_list(self, timeout: Optional[float], flat: bool) -> List[Any]:
+        if not flat:
+            return self._sel.select(timeout)
+        if self._flat_native:
+            return self._sel._select_data(timeout)
+        events: List[Any] = []
+        for key, mask in self._sel.select(timeout):
+            events.append(key.data)
+            events.append(mask)
+        return events
+
+    def _poll(self, flat: bool) -> List[Any]:
         try:
-            events = self._sel.select(0)
+            events = self._ready_list(0, flat)
         except OSError as exc:
             return self._select_failed(exc)
         if self._always:
             events = list(events)
             for key in list(self._always.values()):
-                events.append((key, key.events))
+                if flat:
+                    events.append(key.data)
+                    events.append(key.events)
+                else:
+                    events.append((key, key.events))
         return events
 
-    def wait(self, deadline: Optional[float]) -> List[Tuple[Any, int]]:
-        """Block until something is ready or ``deadline`` (monotonic seconds; None: forever)."""
+    def _wait(self, deadline: Optional[float], flat: bool) -> List[Any]:
         if self._always:
-            return self.poll()
-        sel_select = self._sel.select
+            return self._poll(flat)
         try:
             if deadline is None:
-                events = sel_select(None)
+                events = self._ready_list(None, flat)
                 if events:
                     self._spurious = 0
                 else:
@@ -333,13 +368,13 @@ class FdWatch:
             now = _monotonic()
             timeout = deadline - now
             if timeout <= 0.0:
-                return sel_select(0)
+                return self._ready_list(0, flat)
             if timeout < self._fine_below:
                 # Finish a sub-millisecond wait with select()'s microseconds,
                 # on the epoll fd itself: readable when epoll has events.
                 if not _select(self._fine_fds, (), (), timeout)[0]:
                     return []
-                events = sel_select(0)
+                events = self._ready_list(0, flat)
                 if events:
                     self._spurious = 0
                 else:
@@ -349,7 +384,7 @@ class FdWatch:
                 timeout = MAX_TIMEOUT
             elif self._fine_below:
                 timeout -= self.resolution  # wake at most ~1 unit early; the fine wait does the rest
-            events = sel_select(timeout)
+            events = self._ready_list(timeout, flat)
             if events:
                 self._spurious = 0
             elif _monotonic() < now + timeout - 2 * self.resolution:

@@ -428,29 +428,32 @@ class Reactor:
 
         # 1. wait
         if ready or requeued or self._stopping:
-            events = watch.poll()
+            events = watch.poll_data()
         elif timers:
             while self._cancelled_timers and timers and timers[0][2]._cancelled:
                 _heappop(timers)
                 self._cancelled_timers -= 1
-            events = watch.wait(timers[0][0] if timers else None)
+            events = watch.wait_data(timers[0][0] if timers else None)
         else:
-            events = watch.wait(None)
+            events = watch.wait_data(None)
 
         # 2. the callbacks that were ready before the wait
         if early:
             self._run_ready(early)
 
-        # 3. dispatch: the key's data owns the fd
+        # 3. dispatch: [owner, events, owner, events, ...], each ready fd's
+        # registration data owns it (no selector key touched per event)
         if events:
             try:
+                n = len(events)
+                i = 0
                 if cython.compiled:
                     # A transport's _on_io is then a C call (typed in _loop_c.pxd).
                     stream_cls = self._stream_cls
-                    for key, mask in events:
-                        # SelectorKey is a tuple: its data read in C, not through
-                        # the namedtuple's attribute descriptor.
-                        owner = cython.cast(tuple, key)[3] if isinstance(key, tuple) else key.data
+                    while i < n:
+                        owner = events[i]
+                        mask = events[i + 1]
+                        i += 2
                         try:
                             # Most owners are this loop's stream transports: their exact
                             # type first, as isinstance walks the MRO to the base.
@@ -460,13 +463,15 @@ class Reactor:
                             else:
                                 owner._on_io(mask)
                         except Exception as exc:
-                            self._owner_failed(key, exc)
+                            self._owner_failed(owner, exc)
                 else:
-                    for key, mask in events:
+                    while i < n:
+                        owner = events[i]
                         try:
-                            key.data._on_io(mask)
+                            owner._on_io(events[i + 1])
                         except Exception as exc:
-                            self._owner_failed(key, exc)
+                            self._owner_failed(owner, exc)
+                        i += 2
             except BaseException:
                 if self._edge:
                     if requeued:
@@ -554,10 +559,9 @@ class Reactor:
             self._requeue.append(obj)
 
     def _requeue_all(self, events: Any) -> None:
-        for key, _mask in events:
-            retry = getattr(key.data, "_io_retry", None)
-            if retry is not None:
-                self._requeue_io(key.data)
+        for owner in events[::2]:
+            if getattr(owner, "_io_retry", None) is not None:
+                self._requeue_io(owner)
 
     # -- errors ---------------------------------------------------------------
 
@@ -611,9 +615,9 @@ class Reactor:
                                      "exception": exc, "handle": h})
         return False
 
-    def _owner_failed(self, key: Any, exc: BaseException) -> None:
-        self.call_exception_handler({"message": f"Exception while handling I/O on fd {key.fd}",
-                                     "exception": exc, "owner": key.data})
+    def _owner_failed(self, owner: Any, exc: BaseException) -> None:
+        self.call_exception_handler({"message": f"Exception while handling I/O on {owner!r}",
+                                     "exception": exc, "owner": owner})
 
     # -- add_reader / add_writer --------------------------------------------------
 

@@ -701,3 +701,34 @@ def test_ready_pairs_follow_every_change_of_a_registration(sel, pair):
     key = sel.register(sock, selectors.EVENT_READ, "d")
     got = sel.select(0)
     assert got == [(key, selectors.EVENT_READ)] and got[0][0].data == "d"
+
+
+# -- _select_data: the reactor's view of the ready list ------------------------------
+
+
+def _by_data(selector):
+    flat = selector._select_data(0)
+    assert len(flat) % 2 == 0
+    return sorted(zip(flat[::2], flat[1::2]), key=repr)
+
+
+def test_select_data_is_select_by_registration_data(sel, socketpair):
+    """``_select_data`` hands out, flat, each ready fd's registration data and
+    events: what select() says, through modify, unregister and data of None."""
+    (a, pa), (b, pb), (c, pc), (d, pd) = (socketpair() for _ in range(4))
+    sel.register(a, READ, "a")
+    sel.register(b, READ | WRITE, None)  # no data: still reported
+    sel.register(c, READ, "c")
+    sel.register(d, READ, "d")
+    for peer in (pa, pb, pc, pd):
+        peer.send(b"x")
+    sel.modify(c, READ | WRITE, "c2")  # new data and events
+    sel.unregister(d)  # ready, but no longer watched
+    want = sorted(((key.data, ev) for key, ev in sel.select(0)), key=repr)
+    assert want == sorted([("a", READ), (None, READ | WRITE), ("c2", READ | WRITE)], key=repr)
+    assert _by_data(sel) == want
+    sel.modify(b, READ, "b")
+    assert ("b", READ) in _by_data(sel)
+    sel.close()
+    with pytest.raises((ValueError, RuntimeError, OSError)):
+        sel._select_data(0)

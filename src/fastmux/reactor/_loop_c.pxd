@@ -64,7 +64,8 @@ cdef class Reactor:
     cdef public double _clock_resolution
     cdef public object _waker
 
-    @cython.locals(transport=BaseTransport, early=Py_ssize_t, done=Py_ssize_t, end=double)
+    @cython.locals(transport=BaseTransport, early=Py_ssize_t, done=Py_ssize_t, end=double,
+                   events=list, n=Py_ssize_t, i=Py_ssize_t, mask=int)
     cpdef _run_once(self)
     cpdef _run_ready(self, Py_ssize_t ntodo)
     cpdef _requeue_io(self, obj)
