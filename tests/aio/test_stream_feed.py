@@ -10,19 +10,12 @@ import gc
 import os
 import socket
 import sys
-from typing import Any, Awaitable, Callable, List, Tuple, TypeVar
+from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
 
-import fastmux.reactor
 from fastmux.reactor._fdwatch import EVENT_READ
-from support.net import TIMEOUT
-
-_T = TypeVar("_T")
-
-
-def run(loop: Any, coro: Awaitable[_T]) -> _T:
-    return loop.run_until_complete(asyncio.wait_for(coro, TIMEOUT))
+from support.aio import assert_reactor_transport, run, start_echo
 
 
 async def until(predicate: Callable[[], bool]) -> None:
@@ -38,7 +31,7 @@ async def connect(reader: asyncio.StreamReader, protocol: Any = None) -> Tuple[A
     if protocol is None:
         protocol = asyncio.StreamReaderProtocol(reader)
     transport, _ = await asyncio.get_running_loop().create_connection(lambda: protocol, sock=ours)
-    assert isinstance(transport, fastmux.reactor.StreamTransport), type(transport)
+    assert_reactor_transport(transport)
     return transport, peer
 
 
@@ -47,18 +40,17 @@ def close(transport: Any, peer: socket.socket) -> None:
     peer.close()
 
 
+def reported_error(loop: Any, exc_type: type) -> Dict[str, Any]:
+    """The one error the loop's exception handler got: ``exc_type``, from data_received."""
+    [error] = loop.errors
+    loop.errors.clear()
+    assert isinstance(error["exception"], exc_type) and "data_received" in error["message"], error
+    return error
+
+
 def test_echo_integrity(loop: Any) -> None:
     """Every size of chunk, through many connections at once, comes back byte for byte."""
     payloads = [os.urandom(n) for n in (1, 2, 100, 1024, 4095, 4096, 65537, 300_000)]
-
-    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                break
-            writer.write(data)
-            await writer.drain()
-        writer.close()
 
     async def client(port: int) -> List[bytes]:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -72,9 +64,8 @@ def test_echo_integrity(loop: Any) -> None:
         return got
 
     async def main() -> List[List[bytes]]:
-        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        server, port = await start_echo(loop)
         async with server:
-            port = server.sockets[0].getsockname()[1]
             results = await asyncio.gather(*(client(port) for _ in range(8)))
         await server.wait_closed()
         return results
@@ -172,9 +163,7 @@ def test_limit_with_a_transport_that_cannot_pause(loop: Any) -> None:
         close(transport, peer)
 
     run(loop, main())
-    [error] = loop.errors
-    loop.errors.clear()
-    assert isinstance(error["exception"], RuntimeError) and "data_received" in error["message"]
+    reported_error(loop, RuntimeError)
 
 
 def test_eof(loop: Any) -> None:
@@ -202,9 +191,7 @@ def test_data_after_feed_eof_fails_the_protocol(loop: Any) -> None:
         close(transport, peer)
 
     run(loop, main())
-    [error] = loop.errors
-    loop.errors.clear()
-    assert isinstance(error["exception"], AssertionError) and "data_received" in error["message"]
+    reported_error(loop, AssertionError)
 
 
 def test_reader_subclass_gets_its_feed_data(loop: Any) -> None:

@@ -13,42 +13,18 @@ import socket
 import ssl
 import sys
 from pathlib import Path
-from typing import Any, Awaitable, List, Optional, Tuple, TypeVar
+from typing import Any, List, Optional, Tuple
 
 import pytest
 
-import fastmux.reactor
+from support.aio import assert_reactor_transport, run, start_echo
 from support.net import TIMEOUT, rst_close
 
-_T = TypeVar("_T")
 MIB = 1024 * 1024
-
-
-def run(loop: Any, coro: Awaitable[_T]) -> _T:
-    return loop.run_until_complete(asyncio.wait_for(coro, TIMEOUT))
-
-
-def assert_reactor_transport(transport: Any) -> None:
-    assert isinstance(transport, fastmux.reactor.StreamTransport), type(transport)
 
 
 async def read_all(reader: asyncio.StreamReader) -> bytes:
     return await reader.read()
-
-
-async def start_echo(loop: Any) -> Tuple[asyncio.AbstractServer, int]:
-    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        assert_reactor_transport(writer.transport)
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                break
-            writer.write(data)
-            await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(echo, "127.0.0.1", 0)
-    return server, server.sockets[0].getsockname()[1]
 
 
 async def close_writer(writer: asyncio.StreamWriter) -> None:
