@@ -310,27 +310,21 @@ class FdWatch:
 
     # -- waiting ---------------------------------------------------------
 
-    def poll(self) -> List[Tuple[Any, int]]:
-        """The ready list, ``[(key, events)]``, without blocking."""
-        return self._poll(False)
+    def poll(self) -> List[Any]:
+        """The ready list without blocking, flat by registration data:
+        ``[data, events, data, events, ...]`` (no selector key per event)."""
+        try:
+            events = self._ready_list(0)
+        except OSError as exc:
+            return self._select_failed(exc)
+        if self._always:
+            events = list(events)
+            for key in list(self._always.values()):
+                events.append(key.data)
+                events.append(key.events)
+        return events
 
-    def wait(self, deadline: Optional[float]) -> List[Tuple[Any, int]]:
-        """Block until something is ready or ``deadline`` (monotonic seconds; None:
-        forever); the ready list, ``[(key, events)]``."""
-        return self._wait(deadline, False)
-
-    def poll_data(self) -> List[Any]:
-        """``poll()``, flat by registration data: ``[data, events, data, events, ...]``."""
-        return self._poll(True)
-
-    def wait_data(self, deadline: Optional[float]) -> List[Any]:
-        """``wait()``, flat by registration data: ``[data, events, data, events, ...]``
-        (what the reactor dispatches: no key is touched per event)."""
-        return self._wait(deadline, True)
-
-    def _ready_list(self, timeout: Optional[float], flat: bool) -> List[Any]:
-        if not flat:
-            return self._sel.select(timeout)
+    def _ready_list(self, timeout: Optional[float]) -> List[Any]:
         if self._flat_native:
             return self._sel._select_data(timeout)
         events: List[Any] = []
@@ -339,27 +333,14 @@ class FdWatch:
             events.append(mask)
         return events
 
-    def _poll(self, flat: bool) -> List[Any]:
-        try:
-            events = self._ready_list(0, flat)
-        except OSError as exc:
-            return self._select_failed(exc)
+    def wait(self, deadline: Optional[float]) -> List[Any]:
+        """Block until something is ready or ``deadline`` (monotonic seconds; None:
+        forever); the ready list as ``poll()`` gives it."""
         if self._always:
-            events = list(events)
-            for key in list(self._always.values()):
-                if flat:
-                    events.append(key.data)
-                    events.append(key.events)
-                else:
-                    events.append((key, key.events))
-        return events
-
-    def _wait(self, deadline: Optional[float], flat: bool) -> List[Any]:
-        if self._always:
-            return self._poll(flat)
+            return self.poll()
         try:
             if deadline is None:
-                events = self._ready_list(None, flat)
+                events = self._ready_list(None)
                 if events:
                     self._spurious = 0
                 else:
@@ -368,13 +349,13 @@ class FdWatch:
             now = _monotonic()
             timeout = deadline - now
             if timeout <= 0.0:
-                return self._ready_list(0, flat)
+                return self._ready_list(0)
             if timeout < self._fine_below:
                 # Finish a sub-millisecond wait with select()'s microseconds,
                 # on the epoll fd itself: readable when epoll has events.
                 if not _select(self._fine_fds, (), (), timeout)[0]:
                     return []
-                events = self._ready_list(0, flat)
+                events = self._ready_list(0)
                 if events:
                     self._spurious = 0
                 else:
@@ -384,7 +365,7 @@ class FdWatch:
                 timeout = MAX_TIMEOUT
             elif self._fine_below:
                 timeout -= self.resolution  # wake at most ~1 unit early; the fine wait does the rest
-            events = self._ready_list(timeout, flat)
+            events = self._ready_list(timeout)
             if events:
                 self._spurious = 0
             elif _monotonic() < now + timeout - 2 * self.resolution:
@@ -400,7 +381,7 @@ class FdWatch:
             self._spurious = 0
             self.rebuild()
 
-    def _select_failed(self, exc: OSError) -> List[Tuple[Any, int]]:
+    def _select_failed(self, exc: OSError) -> List[Any]:
         if exc.errno != errno.EBADF:
             raise exc
         bad = []

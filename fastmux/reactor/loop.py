@@ -428,14 +428,14 @@ class Reactor:
 
         # 1. wait
         if ready or requeued or self._stopping:
-            events = watch.poll_data()
+            events = watch.poll()
         elif timers:
             while self._cancelled_timers and timers and timers[0][2]._cancelled:
                 _heappop(timers)
                 self._cancelled_timers -= 1
-            events = watch.wait_data(timers[0][0] if timers else None)
+            events = watch.wait(timers[0][0] if timers else None)
         else:
-            events = watch.wait_data(None)
+            events = watch.wait(None)
 
         # 2. the callbacks that were ready before the wait
         if early:

@@ -25,11 +25,8 @@ cdef class FdWatch:
     # What the loop calls every iteration: C calls from _loop_c, which types
     # its _watch as this class.
     cdef public bint _flat_native
-    cpdef poll(self)
-    cpdef wait(self, deadline)
-    cpdef list poll_data(self)
-    cpdef list wait_data(self, deadline)
-    cpdef _ready_list(self, timeout, bint flat)
-    cpdef _poll(self, bint flat)
+    # Both return a list (the loop reads it in C).
+    cpdef list poll(self)
     @cython.locals(now=double, timeout=double)
-    cpdef _wait(self, deadline, bint flat)
+    cpdef list wait(self, deadline)
+    cpdef _ready_list(self, timeout)
