@@ -51,6 +51,7 @@ import os
 import signal
 import socket
 import sys
+import types
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
 try:
@@ -165,6 +166,15 @@ def _feed_reader(protocol: Any, reader_type: Any, data: bytes) -> bool:
     return True
 
 
+def _plain_method(obj: Any, name: str) -> Any:
+    """What ``obj.<name>`` binds, if it is a method bound to ``obj`` (called as
+    ``func(obj, ...)`` it does the same), else None: look it up per call."""
+    bound = getattr(obj, name, None)
+    if type(bound) is types.MethodType and bound.__self__ is obj:
+        return bound.__func__
+    return None
+
+
 def _sigpipe_ignored() -> bool:
     if _SIGPIPE is None:
         return True
@@ -211,7 +221,11 @@ class StreamTransport(BaseTransport):
     def __init__(self, loop: Reactor, protocol: Any, sock: Optional[socket.socket] = None, *,
                  server: Any = None, peer: Any = None) -> None:
         super().__init__(loop, protocol)
-        self._data_received: Any = None  # the protocol's, looked up once it is connected
+        # the function behind the protocol's data_received, called with the protocol:
+        # one object shared by every connection of its class, where a bound method
+        # would be one more per connection for each request to touch (None: looked
+        # up on the protocol per call; see _plain_method)
+        self._data_received: Any = None
         self._reader_type: Any = None  # asyncio.StreamReader: the protocol is asyncio's (_feed_reader)
         self._server = server
         self._extra: Optional[Dict[str, Any]] = None
@@ -321,7 +335,11 @@ class StreamTransport(BaseTransport):
         try:
             reader_type = self._reader_type
             if reader_type is None or not _feed_reader(self._protocol, reader_type, data):
-                self._data_received(data)
+                received = self._data_received
+                if received is not None:
+                    received(self._protocol, data)
+                else:
+                    self._protocol.data_received(data)
         except Exception as exc:
             self._protocol_failed(exc, "data_received")
 
@@ -652,8 +670,8 @@ class StreamTransport(BaseTransport):
             self._use_protocol(protocol)
 
     def _use_protocol(self, protocol: Any) -> None:
-        self._buffered = buffered = _is_buffered(protocol)
-        self._data_received = None if buffered else protocol.data_received
+        self._buffered = _is_buffered(protocol)
+        self._data_received = _plain_method(protocol, "data_received")
         self._reader_type = _stream_reader_type(protocol)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
@@ -709,7 +727,6 @@ class StreamTransport(BaseTransport):
         self._server = None
         if server is not None:
             server._detach(self)
-        self._data_received = None
 
     def _close_now(self) -> None:
         if self._connecting and not self._conn_lost:

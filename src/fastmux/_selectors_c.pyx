@@ -30,7 +30,7 @@ generation counter bumped by a ``pthread_atfork`` child handler.
 # PyMem_* here are debug.h's counting wrappers in FASTMUX_DEBUG builds and the
 # CPython functions themselves in release builds.
 from fastmux.includes.debug cimport mem_free as PyMem_Free, mem_realloc as PyMem_Realloc
-from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE, PyList_New, PyList_SET_ITEM
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.object cimport PyObject_AsFileDescriptor
 from cpython.ref cimport Py_DECREF, Py_INCREF
@@ -400,13 +400,14 @@ cdef class _Selector:
         # Room for every key, as the stdlib sizes it: not the poller's own
         # count, which drifts up when fds are closed before unregister().
         n = self._poller._wait(t, self._nkeys if self._nkeys > 0 else 1)
-        result = []
         if n == 0:
-            return result
-        # by_fd, pairs_by_fd and data_by_fd are equally long (_store extends all)
+            return []
+        if flat:
+            return self._ready_data(n)
+        result = []
+        # by_fd and pairs_by_fd are equally long (_store extends both)
         by_fd = self._by_fd
         pairs_by_fd = self._pairs
-        data_by_fd = self._data
         for i in range(n):
             # Re-read each time: result.append() may run arbitrary code (a GC
             # pass and its finalizers, or another thread meanwhile) that
@@ -427,10 +428,6 @@ cdef class _Selector:
             if ev & ~c.POLLOUT:
                 events |= C_READ
             events &= slots[fd].events
-            if flat:
-                result.append(<object>PyList_GET_ITEM(data_by_fd, fd))
-                result.append(events)
-                continue
             key = <object>PyList_GET_ITEM(by_fd, fd)
             if events == 0:
                 result.append((key, 0))
@@ -441,6 +438,42 @@ cdef class _Selector:
                 pairs_by_fd[fd] = pair  # frees at most an old (key, int) tuple: runs no code
                 slots[fd].pair_events = events
             result.append(pair)
+        return result
+
+    cdef list _ready_data(self, int n):
+        """The flat form of _ready's n events: a list made at its full size and
+        filled in place (appending one item at a time regrows and copies it, a
+        cache miss per 64 bytes with thousands of events), cut to what it holds.
+        Nothing in the loop allocates or runs Python code (its ints are CPython's
+        cached small ones), so no GC pass or other thread sees it half filled."""
+        cdef int i, fd, events
+        cdef uint32_t ev
+        cdef Py_ssize_t k = 0
+        cdef Slot *slots = self._slots
+        cdef epoll_event *ready = self._poller._ready
+        cdef list data_by_fd = self._data  # as long as _by_fd (_store extends both)
+        cdef Py_ssize_t nslots = PyList_GET_SIZE(data_by_fd)
+        cdef list result = PyList_New(2 * n)
+        cdef object item
+        for i in range(n):
+            fd = ready[i].data.fd
+            if fd >= nslots or slots[fd].events == 0:
+                continue  # unregistered while the wait ran
+            ev = ready[i].events
+            events = 0
+            if ev & ~c.POLLIN:
+                events = C_WRITE
+            if ev & ~c.POLLOUT:
+                events |= C_READ
+            item = <object>PyList_GET_ITEM(data_by_fd, fd)
+            Py_INCREF(item)
+            PyList_SET_ITEM(result, k, item)
+            item = events & slots[fd].events
+            Py_INCREF(item)
+            PyList_SET_ITEM(result, k + 1, item)
+            k += 2
+        if k < 2 * n:
+            del result[k:]
         return result
 
     def close(self):

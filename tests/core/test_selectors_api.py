@@ -712,6 +712,27 @@ def _by_data(selector):
     return sorted(zip(flat[::2], flat[1::2]), key=repr)
 
 
+def test_select_data_leaves_out_an_fd_unregistered_during_the_wait(sel, socketpair):
+    """Another thread may unregister an fd while ``_select_data`` waits (the GIL is
+    released); an event the kernel still reports for it is left out, and the list
+    holds whole (data, events) pairs only."""
+    (a, pa), (b, pb) = socketpair(), socketpair()
+    sel.register(a, READ, "a")
+    sel.register(b, READ, "b")
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(sel._select_data(10)))
+    waiter.start()
+    time.sleep(0.2)  # let it reach its wait (if it has not, it waits for b alone)
+    sel.unregister(a)
+    pa.send(b"x")  # select(2) still watches a: it wakes up for it
+    time.sleep(0.1)
+    pb.send(b"x")
+    waiter.join(10)
+    assert not waiter.is_alive()
+    assert got[0] in ([], ["b", READ])
+    assert _by_data(sel) == [("b", READ)]
+
+
 def test_select_data_is_select_by_registration_data(sel, socketpair):
     """``_select_data`` hands out, flat, each ready fd's registration data and
     events: what select() says, through modify, unregister and data of None."""

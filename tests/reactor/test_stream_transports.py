@@ -493,6 +493,58 @@ def test_set_protocol_switches_data_received(loop, socketpair, recorder):
     assert loop.run_until(lambda: second.lost, timeout=TIMEOUT)
 
 
+def test_data_received_is_the_instances_own_where_it_has_one(loop, socketpair, recorder):
+    """The transport calls the class's function with the protocol (no bound method per
+    connection) only where that is what ``protocol.data_received`` is: an attribute of
+    the instance, a callable object or a mock gets its data through the instance."""
+    from unittest import mock
+
+    own = recorder()
+    got = []
+    own.data_received = got.append  # set before the connection: the instance's wins
+    transport, peer = connected(loop, socketpair, own, sink=False)
+    peer.send(b"to the instance")
+    assert loop.run_until(lambda: got, timeout=TIMEOUT)
+    assert got == [b"to the instance"] and own.data == b""
+    own.data_received = mock.Mock()  # looked up per call for such a protocol
+    peer.send(b"to the mock")
+    assert loop.run_until(lambda: own.data_received.called, timeout=TIMEOUT)
+    own.data_received.assert_called_once_with(b"to the mock")
+    transport.abort()
+
+    m = mock.Mock()
+    a, b = socketpair()
+    transport, _ = loop.create_connection(lambda: m, sock=a)
+    b.send(b"to a mock protocol")
+    assert loop.run_until(lambda: m.data_received.called, timeout=TIMEOUT)
+    m.data_received.assert_called_once_with(b"to a mock protocol")
+    transport.abort()
+
+
+def test_a_protocol_without_data_received_fails_on_its_first_data(loop, socketpair):
+    """As on asyncio: ``data_received`` is looked for when data comes, and its
+    absence is that protocol's error (reported; the connection is closed)."""
+
+    class NoData:
+        lost = None
+
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def connection_lost(self, exc):
+            self.lost = exc or True
+
+    p = NoData()
+    a, b = socketpair()
+    loop.create_connection(lambda: p, sock=a)
+    assert loop.run_until(lambda: hasattr(p, "transport"), timeout=TIMEOUT)
+    assert not loop.errors
+    b.send(b"x")
+    assert loop.run_until(lambda: p.lost, timeout=TIMEOUT)
+    assert len(loop.errors) == 1 and isinstance(loop.errors[0].get("exception"), AttributeError)
+    loop.errors.clear()
+
+
 def test_write_buffer_limits_validation(loop, socketpair, recorder):
     p = recorder()
     transport, _ = connected(loop, socketpair, p)

@@ -32,22 +32,23 @@ cdef int EVENT_READ, EVENT_WRITE
 
 
 cdef class StreamTransport(BaseTransport):
+    # What a request reads first (see BaseTransport): one cache line.
     cdef public object _data_received
     cdef public object _reader_type
-    cdef public object _server
-    cdef public object _extra
-    cdef public object _peer
+    cdef public Py_ssize_t max_read_size
+    cdef public bint _wopen
+    cdef public bint _buffered
+    # Compiled twin only, private to _sock_recv below (stream.py never sees it).
+    cdef bint _recv_direct
     cdef public bint _reading
     cdef public bint _read_closed
     cdef public bint _eof_written
     cdef public bint _connecting
+    cdef public object _server
+    cdef public object _extra
+    cdef public object _peer
     cdef public object _connector
-    cdef public bint _wopen
-    cdef public bint _buffered
     cdef public object _flushed
-    cdef public Py_ssize_t max_read_size
-    # Compiled twin only, private to _sock_recv below (stream.py never sees it).
-    cdef bint _recv_direct
 
     @cython.locals(ev=int, old=int)
     cpdef _update(self)

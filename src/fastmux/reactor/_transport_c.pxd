@@ -14,21 +14,25 @@ from fastmux.reactor._loop_c cimport Reactor
 
 
 cdef class BaseTransport:
-    cdef object __weakref__
+    # Field order is memory layout.  What every request reads (dispatch, recv,
+    # write) comes first, in the object's first 64 bytes with its header: with
+    # thousands of connections each line of a transport a request touches is a
+    # likely cache miss.
+    cdef public int _fd
+    cdef public int _events
+    cdef public object _protocol
+    cdef public object _wq                  # collections.deque, or None until first used
+    cdef public bint _closing
+    cdef public bint _conn_lost
+    cdef public bint _proto_paused
+    cdef public bint _made
     cdef public Reactor _loop
     cdef public object _watch
     cdef public object _sock
-    cdef public int _fd
-    cdef public object _protocol
-    cdef public int _events
-    cdef public object _wq                  # collections.deque, or None until first used
+    cdef object __weakref__
     cdef public Py_ssize_t _wsize
     cdef public Py_ssize_t _high
     cdef public Py_ssize_t _low
-    cdef public bint _proto_paused
-    cdef public bint _closing
-    cdef public bint _conn_lost
-    cdef public bint _made
     cdef public bint _sock_gone
     cdef public bint _io_requeued
     cdef public object _lost_handle
