@@ -166,15 +166,6 @@ def _feed_reader(protocol: Any, reader_type: Any, data: bytes) -> bool:
     return True
 
 
-def _plain_method(obj: Any, name: str) -> Any:
-    """What ``obj.<name>`` binds, if it is a method bound to ``obj`` (called as
-    ``func(obj, ...)`` it does the same), else None: look it up per call."""
-    bound = getattr(obj, name, None)
-    if type(bound) is types.MethodType and bound.__self__ is obj:
-        return bound.__func__
-    return None
-
-
 def _sigpipe_ignored() -> bool:
     if _SIGPIPE is None:
         return True
@@ -211,7 +202,7 @@ class StreamTransport(BaseTransport):
     """
 
     __slots__ = (
-        "_data_received", "_reader_type", "_server", "_extra", "_peer", "_reading", "_read_closed",
+        "_data_received", "_pass_protocol", "_reader_type", "_server", "_extra", "_peer", "_reading", "_read_closed",
         "_eof_written", "_connecting", "_connector", "_wopen", "_buffered", "_flushed", "max_read_size",
     )
 
@@ -221,11 +212,8 @@ class StreamTransport(BaseTransport):
     def __init__(self, loop: Reactor, protocol: Any, sock: Optional[socket.socket] = None, *,
                  server: Any = None, peer: Any = None) -> None:
         super().__init__(loop, protocol)
-        # the function behind the protocol's data_received, called with the protocol:
-        # one object shared by every connection of its class, where a bound method
-        # would be one more per connection for each request to touch (None: looked
-        # up on the protocol per call; see _plain_method)
-        self._data_received: Any = None
+        self._data_received: Any = None  # the protocol's, looked up once it is connected
+        self._pass_protocol = False  # _data_received is its class's function: call it with the protocol
         self._reader_type: Any = None  # asyncio.StreamReader: the protocol is asyncio's (_feed_reader)
         self._server = server
         self._extra: Optional[Dict[str, Any]] = None
@@ -335,11 +323,12 @@ class StreamTransport(BaseTransport):
         try:
             reader_type = self._reader_type
             if reader_type is None or not _feed_reader(self._protocol, reader_type, data):
-                received = self._data_received
-                if received is not None:
-                    received(self._protocol, data)
+                if self._pass_protocol:
+                    self._data_received(self._protocol, data)
+                elif self._data_received is not None:
+                    self._data_received(data)
                 else:
-                    self._protocol.data_received(data)
+                    self._protocol.data_received(data)  # it had none: asyncio's AttributeError
         except Exception as exc:
             self._protocol_failed(exc, "data_received")
 
@@ -671,7 +660,13 @@ class StreamTransport(BaseTransport):
 
     def _use_protocol(self, protocol: Any) -> None:
         self._buffered = _is_buffered(protocol)
-        self._data_received = _plain_method(protocol, "data_received")
+        # A method of the protocol's class is kept as its function, called with the
+        # protocol: one object shared by every connection of that class, where the
+        # bound method would be one more per connection for each request to touch.
+        # Anything else (an instance attribute, a mock) is kept as it is.
+        received = getattr(protocol, "data_received", None)
+        self._pass_protocol = type(received) is types.MethodType and received.__self__ is protocol
+        self._data_received = received.__func__ if self._pass_protocol else received
         self._reader_type = _stream_reader_type(protocol)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
@@ -727,6 +722,8 @@ class StreamTransport(BaseTransport):
         self._server = None
         if server is not None:
             server._detach(self)
+        self._data_received = None
+        self._pass_protocol = False
 
     def _close_now(self) -> None:
         if self._connecting and not self._conn_lost:

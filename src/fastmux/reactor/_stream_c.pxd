@@ -40,6 +40,7 @@ cdef class StreamTransport(BaseTransport):
     cdef public bint _buffered
     # Compiled twin only, private to _sock_recv below (stream.py never sees it).
     cdef bint _recv_direct
+    cdef public bint _pass_protocol
     cdef public bint _reading
     cdef public bint _read_closed
     cdef public bint _eof_written
