@@ -169,6 +169,21 @@ cdef struct Slot:
     uint8_t pair_events       # the events of the fd's cached pair in _pairs
 
 
+cdef inline int _ready_events(Slot *slots, Py_ssize_t nslots, epoll_event *ready) noexcept:
+    """A ready event as the EVENT_* mask its fd is registered for (0 if none of
+    those), or -1 if the fd was unregistered while the wait ran."""
+    cdef int fd = ready.data.fd
+    cdef uint32_t ev = ready.events
+    cdef int events = 0
+    if fd >= nslots or slots[fd].events == 0:
+        return -1
+    if ev & ~c.POLLIN:
+        events = C_WRITE
+    if ev & ~c.POLLOUT:
+        events |= C_READ
+    return events & slots[fd].events
+
+
 cdef class _Selector:
     """Shared by the three selectors; the subclass picks the poller."""
     cdef Poller _poller
@@ -373,7 +388,8 @@ cdef class _Selector:
     def select(self, timeout=None):
         """Wait up to ``timeout`` seconds (None: forever; <= 0: poll) and
         return ``[(key, events)]`` for the ready file objects."""
-        return self._ready(timeout, False)
+        cdef int n = self._wait(timeout)
+        return self._ready_pairs(n) if n else []
 
     def _select_data(self, timeout=None):
         """``select()`` for the reactor: ``[data, events, data, events, ...]``,
@@ -381,15 +397,12 @@ cdef class _Selector:
         key and the cached pair are not touched: with thousands of
         connections those are two cache misses (and two reference-count
         writes) per event."""
-        return self._ready(timeout, True)
+        cdef int n = self._wait(timeout)
+        return self._ready_data(n) if n else []
 
-    cdef list _ready(self, timeout, bint flat):
+    cdef int _wait(self, timeout) except -1:
+        """The poller's wait: how many events it left in its ready buffer."""
         cdef double t
-        cdef int n, i, fd, events
-        cdef uint32_t ev
-        cdef epoll_event *ready
-        cdef Py_ssize_t nslots
-        cdef Slot *slots
         if timeout is None:
             t = -1.0
         else:
@@ -399,11 +412,12 @@ cdef class _Selector:
         self._check_open()
         # Room for every key, as the stdlib sizes it: not the poller's own
         # count, which drifts up when fds are closed before unregister().
-        n = self._poller._wait(t, self._nkeys if self._nkeys > 0 else 1)
-        if n == 0:
-            return []
-        if flat:
-            return self._ready_data(n)
+        return self._poller._wait(t, self._nkeys if self._nkeys > 0 else 1)
+
+    cdef list _ready_pairs(self, int n):
+        """select()'s list for the wait's n events: a cached (key, events) pair per fd."""
+        cdef int i, fd, events
+        cdef Slot *slots
         result = []
         # by_fd and pairs_by_fd are equally long (_store extends both)
         by_fd = self._by_fd
@@ -416,18 +430,10 @@ cdef class _Selector:
             slots = self._slots
             if slots == NULL:
                 break  # closed meanwhile
-            ready = self._poller._ready
-            nslots = PyList_GET_SIZE(by_fd)
-            fd = ready[i].data.fd
-            if fd >= nslots or slots[fd].events == 0:
-                continue  # unregistered while the wait ran
-            ev = ready[i].events
-            events = 0
-            if ev & ~c.POLLIN:
-                events = C_WRITE
-            if ev & ~c.POLLOUT:
-                events |= C_READ
-            events &= slots[fd].events
+            fd = self._poller._ready[i].data.fd
+            events = _ready_events(slots, PyList_GET_SIZE(by_fd), &self._poller._ready[i])
+            if events < 0:
+                continue
             key = <object>PyList_GET_ITEM(by_fd, fd)
             if events == 0:
                 result.append((key, 0))
@@ -441,13 +447,12 @@ cdef class _Selector:
         return result
 
     cdef list _ready_data(self, int n):
-        """The flat form of _ready's n events: a list made at its full size and
+        """_select_data's list for the wait's n events: made at its full size and
         filled in place (appending one item at a time regrows and copies it, a
         cache miss per 64 bytes with thousands of events), cut to what it holds.
         Nothing in the loop allocates or runs Python code (its ints are CPython's
         cached small ones), so no GC pass or other thread sees it half filled."""
-        cdef int i, fd, events
-        cdef uint32_t ev
+        cdef int i, events
         cdef Py_ssize_t k = 0
         cdef Slot *slots = self._slots
         cdef epoll_event *ready = self._poller._ready
@@ -456,19 +461,13 @@ cdef class _Selector:
         cdef list result = PyList_New(2 * n)
         cdef object item
         for i in range(n):
-            fd = ready[i].data.fd
-            if fd >= nslots or slots[fd].events == 0:
-                continue  # unregistered while the wait ran
-            ev = ready[i].events
-            events = 0
-            if ev & ~c.POLLIN:
-                events = C_WRITE
-            if ev & ~c.POLLOUT:
-                events |= C_READ
-            item = <object>PyList_GET_ITEM(data_by_fd, fd)
+            events = _ready_events(slots, nslots, &ready[i])
+            if events < 0:
+                continue
+            item = <object>PyList_GET_ITEM(data_by_fd, ready[i].data.fd)
             Py_INCREF(item)
             PyList_SET_ITEM(result, k, item)
-            item = events & slots[fd].events
+            item = events
             Py_INCREF(item)
             PyList_SET_ITEM(result, k + 1, item)
             k += 2
